@@ -1,0 +1,21 @@
+# The README's two commands: `make demo` (main job) and `make test` (whole test suite).
+# Both create .venv and install what they need first.
+VENV := .venv
+STAMP := $(VENV)/.gr2-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint env
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	bash scripts/setup_env.sh
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gr2 quickstart
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .

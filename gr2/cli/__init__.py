@@ -1,0 +1,27 @@
+"""The ``gr2`` command: one subcommand group per job, wiring only (the work lives in the packages)."""
+
+from __future__ import annotations
+
+import typer
+
+from gr2.cli import bench, data, quickstart, rank, tokenizer
+
+app = typer.Typer(
+    help="GR2: semantic-ID LLM reranking for recommender systems.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data", help="Prepare, describe and embed datasets.")
+app.add_typer(tokenizer.app, name="tokenizer", help="Semantic-ID tokenizers (RQ-KMeans, RQ-VAE).")
+app.add_typer(rank.app, name="rank", help="Classical ranking stack: retrieval, SASRec, candidates.")
+app.add_typer(bench.app, name="bench", help="Benchmarks that print side-by-side ratios.")
+app.command("quickstart")(quickstart.quickstart)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated $GR2_HOME per test session and small real datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GAMES = REPO.parent / "shared" / "datasets" / "games"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gr2_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Artifacts of a test session go to a temporary $GR2_HOME; downloads are shared between sessions."""
+    home = tmp_path_factory.mktemp("gr2_home")
+    shared_downloads = Path.home() / ".cache" / "gr2" / "downloads"
+    shared_downloads.mkdir(parents=True, exist_ok=True)
+    (home / "downloads").symlink_to(shared_downloads, target_is_directory=True)
+    old = os.environ.get("GR2_HOME")
+    os.environ["GR2_HOME"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield home
+    if old is None:
+        os.environ.pop("GR2_HOME", None)
+    else:
+        os.environ["GR2_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def ml100k(gr2_home):
+    """MovieLens-100K, prepared once per session from the RecBole wheel."""
+    from data.prepare import PrepareConfig, load_prepared, prepare
+
+    prepare(PrepareConfig("ml-100k"))
+    return load_prepared("ml-100k")
+
+
+@pytest.fixture(scope="session")
+def games(gr2_home):
+    """LLMRank's Amazon Games split from ../shared, when this checkout has it."""
+    if not SHARED_GAMES.is_dir():
+        pytest.skip("../shared/datasets/games is not available")
+    from data.prepare import PrepareConfig, load_prepared, prepare
+
+    prepare(PrepareConfig(str(SHARED_GAMES), format="recbole-seq", name="games"))
+    return load_prepared("games")
+
+
+def write_lines(path: Path, lines: list[str], final_newline: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + ("\n" if final_newline else ""), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def recbole_dir(tmp_path: Path) -> Path:
+    """A small valid RecBole atomic dataset: 4 users, 5 items, timestamps out of file order."""
+    d = tmp_path / "tiny"
+    write_lines(d / "tiny.item", [
+        "item_id:token\ttitle:token_seq\tbrand:token",
+        "a\tAlpha Quest\tAcme", "b\tBeta Racer\tAcme", "c\tGamma Chess\tBoard Co",
+        "d\tDelta Force\tWar Inc", "e\tEpsilon Tales\tAcme",
+    ])
+    write_lines(d / "tiny.inter", [
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float",
+        "u1\tb\t5\t200", "u1\ta\t4\t100", "u1\tc\t3\t300", "u1\td\t3\t400",
+        "u2\ta\t5\t10", "u2\tc\t2\t20", "u2\te\t1\t30",
+        "u3\tb\t5\t1", "u3\tc\t4\t2", "u3\td\t4\t3",
+        "u4\te\t3\t5",
+    ])
+    return d
