@@ -71,3 +71,19 @@ def recbole_dir(tmp_path: Path) -> Path:
         "u4\te\t3\t5",
     ])
     return d
+
+
+@pytest.fixture(scope="session")
+def ml100k_embeddings(ml100k):
+    """MiniLM embeddings of ML-100K titles (1,682 x 384), computed once per session."""
+    from data.embeddings import embed_items
+
+    return embed_items(ml100k, show_progress=False).vectors
+
+
+@pytest.fixture(scope="session")
+def games_embeddings(games):
+    """MiniLM embeddings of the 16,859 Games titles (about 80 s on 2 cores), once per session."""
+    from data.embeddings import embed_items
+
+    return embed_items(games, show_progress=False).vectors
