@@ -1,0 +1,158 @@
+"""The rerank task's prompt and answer, exactly as ``DESIGN.md`` fixes them.
+
+Prompt: the user's recent history and K candidates in the pre-ranker's order, each as SID + title,
+in chat messages. Answer: ``<think>reasoning</think>`` then ``{"recommendations": [SID, ...]}``, a
+permutation of the candidates. The parser never fails: unknown or duplicate SIDs are dropped and
+missing ones appended in pre-rank order (``repaired``); an answer naming no candidate at all falls
+back to the pre-rank order (``fallback``). Item text is data: special and SID tokens are stripped
+from titles before they reach a prompt, so a title cannot pose as markup or as another item.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+EMPHASIS_OPEN, EMPHASIS_CLOSE = "<start_important>", "<end_important>"
+
+SYSTEM_PROMPT = (
+    "You are a recommendation reranker. Given a user's recent items and a list of candidate items, "
+    "think briefly about what the user wants next, then rank every candidate from most to least likely. "
+    f"Text between {EMPHASIS_OPEN} and {EMPHASIS_CLOSE} is the most important evidence. "
+    f'Answer with {THINK_OPEN}reasoning{THINK_CLOSE} followed by JSON {{"recommendations": [SID, ...]}} '
+    "listing each candidate SID exactly once."
+)
+
+# Anything that could be read as markup by the model or by our parser: chat special tokens
+# (<|im_start|>, <|sid_begin|>, <|endoftext|>...), SID level tokens, reasoning and emphasis tags.
+_MARKUP = re.compile(
+    r"<\|[^<>|]{0,64}\|>|<s_[a-z]{1,2}_\d{1,6}>|</?think>|<(?:start|end)_important>|</?tool_call>",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"\s+")
+
+
+def sanitize_item_text(text: str, max_chars: int = 200) -> str:
+    """Item text as inert data: markup tokens removed (repeatedly, so splices cannot rebuild one),
+    whitespace collapsed, length capped."""
+    previous = None
+    while previous != text:
+        previous, text = text, _MARKUP.sub(" ", text)
+    text = _SPACES.sub(" ", text).strip()
+    return text[:max_chars].rstrip()
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    sid: str  # e.g. <|sid_begin|><s_a_12><s_b_3><s_c_200><|sid_end|>
+    title: str
+
+
+def format_item(item: PromptItem, emphasized: bool = False) -> str:
+    line = f"{item.sid} {sanitize_item_text(item.title)}"
+    return f"{EMPHASIS_OPEN}{line}{EMPHASIS_CLOSE}" if emphasized else line
+
+
+def build_user_prompt(
+    history: Sequence[PromptItem],
+    candidates: Sequence[PromptItem],
+    emphasized_history: Sequence[int] = (),
+) -> str:
+    """History oldest first (numbered), then candidates in pre-rank order (numbered)."""
+    marked = set(emphasized_history)
+    lines = ["User history (oldest first):"]
+    lines += [f"{i + 1}. {format_item(item, i in marked)}" for i, item in enumerate(history)]
+    lines += ["", f"Candidates ({len(candidates)}, in the current ranking's order):"]
+    lines += [f"{i + 1}. {format_item(item)}" for i, item in enumerate(candidates)]
+    lines += ["", "Rank all candidates."]
+    return "\n".join(lines)
+
+
+def build_messages(
+    history: Sequence[PromptItem],
+    candidates: Sequence[PromptItem],
+    emphasized_history: Sequence[int] = (),
+) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": build_user_prompt(history, candidates, emphasized_history)},
+    ]
+
+
+def format_answer(reasoning: str, ranked_sids: Sequence[str]) -> str:
+    """The assistant turn a teacher trace or SFT target contains."""
+    body = json.dumps({"recommendations": list(ranked_sids)}, ensure_ascii=False)
+    return f"{THINK_OPEN}{reasoning.strip()}{THINK_CLOSE}\n{body}"
+
+
+@dataclass
+class ParsedAnswer:
+    order: list[int]  # candidate indices (pre-rank positions), best first: always a full permutation
+    reasoning: str = ""
+    valid: bool = False  # parsed as JSON into an exact permutation, no repair needed
+    repaired: bool = False  # some SIDs were dropped or appended to make a permutation
+    fallback: bool = False  # nothing usable: order is the pre-rank order
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.order == list(range(len(self.order)))
+
+
+def _json_sids(text: str) -> list[str] | None:
+    """The ``recommendations`` list of the last JSON object in ``text``, or None."""
+    end = text.rfind("}")
+    start = text.rfind("{", 0, end + 1)
+    while start != -1:
+        try:
+            obj = json.loads(text[start : end + 1])
+        except json.JSONDecodeError:
+            start = text.rfind("{", 0, start)
+            continue
+        recs = obj.get("recommendations") if isinstance(obj, dict) else None
+        if isinstance(recs, list) and all(isinstance(r, str) for r in recs):
+            return recs
+        return None
+    return None
+
+
+def parse_answer(text: str, candidate_sids: Sequence[str]) -> ParsedAnswer:
+    """Turn model output into a permutation of the candidates; never raises."""
+    k = len(candidate_sids)
+    position = {sid: i for i, sid in enumerate(candidate_sids)}
+    reasoning, answer = "", text
+    if THINK_CLOSE in text:
+        head, _, answer = text.rpartition(THINK_CLOSE)
+        reasoning = head.split(THINK_OPEN, 1)[-1].strip()
+    problems: list[str] = []
+
+    sids = _json_sids(answer)
+    if sids is None:
+        problems.append("no JSON recommendations list")
+        # Repair path: candidate SIDs in the order they appear in the answer text.
+        found = sorted((answer.find(sid), sid) for sid in candidate_sids if sid in answer)
+        sids = [sid for _, sid in found]
+        if not sids:
+            return ParsedAnswer(list(range(k)), reasoning, fallback=True, problems=problems)
+
+    order, seen = [], set()
+    for sid in sids:
+        i = position.get(sid)
+        if i is None:
+            problems.append(f"unknown SID {sid[:80]!r}")
+        elif i in seen:
+            problems.append(f"duplicate SID {sid[:80]!r}")
+        else:
+            seen.add(i)
+            order.append(i)
+    if not order:
+        problems.append("no candidate named")
+        return ParsedAnswer(list(range(k)), reasoning, fallback=True, problems=problems)
+    missing = [i for i in range(k) if i not in seen]
+    if missing:
+        problems.append(f"{len(missing)} candidate(s) missing")
+        order += missing
+    return ParsedAnswer(order, reasoning, valid=not problems, repaired=bool(problems), problems=problems)
