@@ -1,0 +1,129 @@
+"""Base language models for the reranker: any local Hugging Face causal LM, or ``tiny``.
+
+``tiny`` is a Qwen3-architecture model of a few million parameters with a byte-level BPE
+tokenizer trained on the dataset's own item text, so the whole three-stage pipeline runs on two
+CPU cores. It has the same architecture and chat format as the real Qwen3 models the GPU configs
+use, so every later stage (SFT, RL, vLLM serving) exercises the same code paths. Head size 32 is
+one that vLLM's CPU attention backend supports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gr2.rerank_format import EMPHASIS_CLOSE, EMPHASIS_OPEN, SYSTEM_PROMPT, THINK_CLOSE, THINK_OPEN
+
+PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = [PAD, IM_START, IM_END, THINK_OPEN, THINK_CLOSE, EMPHASIS_OPEN, EMPHASIS_CLOSE]
+
+# ChatML, as Qwen uses: the tiny model speaks the same format as the real ones.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Text the tokenizer should compress well besides item titles: the prompt scaffolding and JSON.
+SCAFFOLD_TEXT = [
+    SYSTEM_PROMPT,
+    "User history (oldest first):\nCandidates (10, in the current ranking's order):\nRank all candidates.",
+    '{"recommendations": ["', '", "', '"]}',
+    "The user recently liked similar items, so this candidate ranks first because it shares genre and series.",
+]
+
+
+@dataclass
+class TinyModelConfig:
+    """Sizes of the ``tiny`` model: about 3.5M parameters with a 5k vocabulary."""
+
+    vocab_size: int = 4096  # BPE merges learned on item text (SID tokens are added later)
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 2
+    head_dim: int = 32
+    intermediate_size: int = 512
+    max_position_embeddings: int = 4096
+    rope_theta: float = 10000.0
+    seed: int = 0
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
+    """A byte-level BPE tokenizer (any text encodes) with ChatML and the task's tags as special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([*texts, *SCAFFOLD_TEXT], trainer=trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token=IM_END,
+        pad_token=PAD,
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    hf.chat_template = CHAT_TEMPLATE
+    hf.padding_side = "left"  # generation batches
+    return hf
+
+
+def build_tiny_model(texts: Iterable[str], config: TinyModelConfig | None = None):
+    """A randomly initialised tiny Qwen3 and its tokenizer trained on ``texts`` (stage 0 pretrains it)."""
+    import torch
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    config = config or TinyModelConfig()
+    tokenizer = train_bpe_tokenizer(texts, config.vocab_size)
+    torch.manual_seed(config.seed)
+    model_config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings,
+        rope_theta=config.rope_theta,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    model = Qwen3ForCausalLM(model_config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False,
+    )
+    return model, tokenizer
+
+
+def load_base_model(spec: str | Path, texts: Iterable[str] | None = None, config: TinyModelConfig | None = None):
+    """``tiny`` (needs ``texts`` to train its tokenizer) or a local HF causal-LM directory."""
+    if str(spec) == "tiny":
+        if texts is None:
+            raise ValueError("the tiny base model needs item texts to train its tokenizer")
+        return build_tiny_model(texts, config)
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"base model {str(spec)!r} is neither 'tiny' nor a local Hugging Face model directory "
+            f"(no config.json in {path}); models are never downloaded from a hub"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
