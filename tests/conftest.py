@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Before anything imports torch: spinning OpenMP waiters slow torch 50x when the test process
+# shares the two cores with a server it started (see gr2/cli/__init__.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_GAMES = REPO.parent / "shared" / "datasets" / "games"

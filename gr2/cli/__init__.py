@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import typer
+import os
 
-from gr2.cli import bench, data, quickstart, rank, tokenizer
+# OpenMP threads that spin while waiting make torch 50x slower whenever another process (a vLLM
+# server, a second job) shares the cores; sleeping waiters cost nothing when the machine is idle.
+# Must be set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
+
+from gr2.cli import bench, data, quickstart, rank, tokenizer  # noqa: E402
 
 app = typer.Typer(
     help="GR2: semantic-ID LLM reranking for recommender systems.",
