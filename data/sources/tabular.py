@@ -8,33 +8,43 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from data.errors import DataError
 
 RECBOLE_TYPES = {"token", "token_seq", "float", "float_seq"}
 
 
-def open_text(path: Path) -> io.TextIOBase:
-    """Open a text file, gzip-compressed or not, as UTF-8 with line endings left alone."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+PROGRESS_MIN_BYTES = 32 << 20  # show a progress bar for files larger than this
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, str, bool]]:
-    """Yield (line number, line without its newline, whether it ended with a newline)."""
+    """Yield (line number, line without its newline, whether it ended with a newline).
+
+    Reads plain or gzip-compressed UTF-8; large files get a progress bar over the bytes on disk.
+    """
+    size = path.stat().st_size
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
+               disable=size < PROGRESS_MIN_BYTES, leave=False)
     try:
-        with open_text(path) as fh:
-            for number, raw in enumerate(fh, start=1):
-                complete = raw.endswith("\n")
-                yield number, raw.rstrip("\r\n"), complete
+        with open(path, "rb") as raw:
+            stream = gzip.open(raw, "rb") if path.suffix == ".gz" else raw
+            with io.TextIOWrapper(stream, encoding="utf-8", newline="") as fh:
+                for number, line in enumerate(fh, start=1):
+                    if number % 20_000 == 0:
+                        bar.update(raw.tell() - bar.n)
+                    yield number, line.rstrip("\r\n"), line.endswith("\n")
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from exc
-    except (EOFError, gzip.BadGzipFile) as exc:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"compressed file is truncated or corrupt ({exc})", path) from exc
+    finally:
+        bar.close()
 
 
 @dataclass

@@ -133,3 +133,16 @@ def test_amazon_2023_and_drop_undefined(tmp_path: Path):
     assert list(ds.items["item_id"].to_numpy()[ds.sequences[0]]) == ["P1", "P2"]
     assert list(ds.timestamps[0]) == [1_600_000_000, 1_600_000_200]
     assert load_prepared(ds.name).items.set_index("item_id").loc["P1", "brand"] == "Xbox"
+
+
+def test_progress_bar_path_reads_everything(tmp_path: Path, monkeypatch, capsys):
+    from data.sources import tabular
+
+    monkeypatch.setattr(tabular, "PROGRESS_MIN_BYTES", 0)  # force the bar on for a small file
+    path = tmp_path / "big.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for i in range(50_000):
+            fh.write(json.dumps({"i": i}) + "\n")
+    lines = list(tabular.iter_lines(path))
+    assert len(lines) == 50_000 and lines[-1][1] == '{"i": 49999}'
+    assert "reading big.jsonl.gz" in capsys.readouterr().err
