@@ -1,0 +1,88 @@
+"""Stage 1's multi-task corpus (OneRec-Think style itemic alignment), from training data only.
+
+Four tasks tie semantic IDs to language: the next item's SID from a history of SIDs (collaborative
+signal), an item's text from its SID, its SID from its text, and plain item text (keeps the
+language ability the SID tasks would otherwise erode). Examples are conversational
+prompt/completion pairs, so TRL's ``SFTTrainer`` computes the loss on the completion alone and the
+chat format matches stages 2 and 3. Histories come from ``train_sequences()``: the valid and test
+targets never appear, so stage-1 training cannot leak the evaluation answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from data.schema import PreparedDataset
+from gr2.rerank_format import sanitize_item_text
+
+TASKS = ("next_sid", "sid_to_text", "text_to_sid", "item_text")
+
+
+@dataclass
+class MixtureConfig:
+    """Share of each task among ``num_examples`` (weights are normalised)."""
+
+    next_sid: float = 0.4
+    sid_to_text: float = 0.2
+    text_to_sid: float = 0.2
+    item_text: float = 0.2
+    num_examples: int = 20_000
+    max_history: int = 20  # most recent items shown for next-SID prediction
+    min_history: int = 1
+    seed: int = 0
+
+    def weights(self) -> np.ndarray:
+        w = np.asarray([getattr(self, t) for t in TASKS], dtype=float)
+        if (w < 0).any() or w.sum() <= 0:
+            given = dict(zip(TASKS, w.tolist(), strict=True))
+            raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {given}")
+        return w / w.sum()
+
+
+def _conversation(user: str, assistant: str, task: str) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": user}],
+        "completion": [{"role": "assistant", "content": assistant}],
+        "task": task,
+    }
+
+
+def build_midtrain_examples(ds: PreparedDataset, item_sids: Sequence[str], config: MixtureConfig) -> list[dict]:
+    """Sample ``num_examples`` prompt/completion conversations in the configured task mixture."""
+    if len(item_sids) != ds.num_items:
+        raise ValueError(f"got {len(item_sids)} SIDs for {ds.num_items} items")
+    rng = np.random.default_rng(config.seed)
+    texts = [sanitize_item_text(t, max_chars=300) for t in ds.item_texts()]
+    titles = [sanitize_item_text(t) for t in ds.items["title"].tolist()]
+    train = [s for s in ds.train_sequences() if len(s) > config.min_history]
+    if not train:
+        raise ValueError("no training sequence is long enough for next-SID examples")
+    counts = rng.multinomial(config.num_examples, config.weights())
+    examples: list[dict] = []
+
+    for _ in range(counts[0]):  # history -> next SID, at a random cut of a random training sequence
+        seq = train[rng.integers(len(train))]
+        cut = int(rng.integers(config.min_history, len(seq)))
+        history = seq[max(0, cut - config.max_history) : cut]
+        prompt = "A user interacted with these items, oldest first: " + "".join(item_sids[i] for i in history)
+        examples.append(_conversation(prompt + "\nWhich item comes next?", item_sids[seq[cut]], "next_sid"))
+    for i in rng.integers(ds.num_items, size=counts[1]):
+        examples.append(_conversation(f"What is item {item_sids[i]}?", texts[i], "sid_to_text"))
+    for i in rng.integers(ds.num_items, size=counts[2]):
+        examples.append(_conversation(f"Which item is this: {titles[i]}?", item_sids[i], "text_to_sid"))
+    for i in rng.integers(ds.num_items, size=counts[3]):
+        examples.append(_conversation("Describe an item from the catalogue.", texts[i], "item_text"))
+    order = rng.permutation(len(examples))
+    return [examples[i] for i in order]
+
+
+def build_midtrain_dataset(ds: PreparedDataset, item_sids: Sequence[str], config: MixtureConfig):
+    """The corpus as a ``datasets.Dataset`` with prompt, completion and task columns."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(build_midtrain_examples(ds, item_sids, config))
+    dataset.info.description = f"gr2 stage-1 corpus {asdict(config)}"
+    return dataset
