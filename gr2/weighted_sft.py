@@ -1,0 +1,100 @@
+"""Stage-2 loss: assistant tokens only, reasoning tokens weighted lambda_r, ranking tokens lambda_o.
+
+GR2 trains on teacher traces ``<think>reasoning</think>{"recommendations": [...]}`` but the ranking
+is what is verified later, so reasoning tokens count less (lambda_r = 0.1 by default) than the
+``</think>`` tag, the JSON ranking and the end-of-turn token (lambda_o = 1). The loss is the
+weighted mean of token cross-entropies. Weights are assigned by character offsets of the rendered
+chat, so BPE merges across the prompt/answer boundary cannot shift them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from trl import SFTTrainer
+
+from gr2.rerank_format import THINK_CLOSE
+
+
+@dataclass
+class LossWeights:
+    reasoning: float = 0.1  # lambda_r
+    ranking: float = 1.0  # lambda_o
+
+
+def encode_weighted_example(
+    tokenizer, prompt_messages: Sequence[dict], answer: str, weights: LossWeights, max_length: int = 2048,
+) -> dict[str, list]:
+    """Token ids, labels (-100 outside the answer) and per-token loss weights for one conversation."""
+    prompt = tokenizer.apply_chat_template(list(prompt_messages), tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template([*prompt_messages, {"role": "assistant", "content": answer}],
+                                         tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently with and without the answer")
+    answer_start = len(prompt)
+    close = full.find(THINK_CLOSE, answer_start)
+    ranking_start = close if close != -1 else answer_start  # no reasoning: everything is ranking
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    if len(ids) > max_length:
+        raise ValueError(f"example has {len(ids)} tokens, more than max_length={max_length}")
+    labels, loss_weights = [], []
+    for token_id, (start, end) in zip(ids, offsets, strict=True):
+        if end <= answer_start:
+            labels.append(-100)
+            loss_weights.append(0.0)
+        else:
+            labels.append(token_id)
+            loss_weights.append(weights.ranking if start >= ranking_start else weights.reasoning)
+    return {"input_ids": ids, "labels": labels, "loss_weights": loss_weights}
+
+
+@dataclass
+class WeightedCompletionCollator:
+    """Pads input ids, labels and loss weights on the right (training batches)."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(e["input_ids"]) for e in examples)
+
+        def pad(key: str, value, dtype):
+            return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples], dtype=dtype)
+
+        input_ids = pad("input_ids", self.pad_token_id, torch.long)
+        attention = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": pad("labels", -100, torch.long),
+            "loss_weights": pad("loss_weights", 0.0, torch.float32),
+        }
+
+
+def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor) -> torch.Tensor:
+    """sum(w * CE) / sum(w) over next-token predictions (position t predicts token t+1)."""
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    w = loss_weights[:, 1:] * (targets != -100)
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.clamp(min=0).reshape(-1), reduction="none"
+    ).view_as(w)
+    return (ce * w).sum() / w.sum().clamp(min=1e-8)
+
+
+class WeightedSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer with GR2's reasoning/ranking token weights.
+
+    Expects a pre-tokenized dataset from ``encode_weighted_example`` (TRL then skips its own
+    tokenization), ``remove_unused_columns=False`` so ``loss_weights`` reach the batch, and
+    ``WeightedCompletionCollator`` as ``data_collator``.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss_weights = inputs.pop("loss_weights")
+        labels = inputs.pop("labels")
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        loss = weighted_token_loss(outputs.logits, labels, loss_weights)
+        return (loss, outputs) if return_outputs else loss
