@@ -16,7 +16,10 @@ from pathlib import Path
 from gr2.rerank_format import EMPHASIS_CLOSE, EMPHASIS_OPEN, SYSTEM_PROMPT, THINK_CLOSE, THINK_OPEN
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
-SPECIAL_TOKENS = [PAD, IM_START, IM_END, THINK_OPEN, THINK_CLOSE, EMPHASIS_OPEN, EMPHASIS_CLOSE]
+SPECIAL_TOKENS = [PAD, IM_START, IM_END]
+# Reasoning and emphasis tags are whole tokens but not "special": decoding with
+# skip_special_tokens=True (vLLM's default) must keep them in the answer text, as Qwen3 does.
+TAG_TOKENS = [THINK_OPEN, THINK_CLOSE, EMPHASIS_OPEN, EMPHASIS_CLOSE]
 
 # ChatML, as Qwen uses: the tiny model speaks the same format as the real ones.
 CHAT_TEMPLATE = (
@@ -53,7 +56,7 @@ class TinyModelConfig:
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
     """A byte-level BPE tokenizer (any text encodes) with ChatML and the task's tags as special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -71,8 +74,9 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
         bos_token=None,
         eos_token=IM_END,
         pad_token=PAD,
-        additional_special_tokens=SPECIAL_TOKENS[1:],
+        additional_special_tokens=[IM_START],
     )
+    hf.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     hf.chat_template = CHAT_TEMPLATE
     hf.padding_side = "left"  # generation batches
     return hf

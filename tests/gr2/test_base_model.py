@@ -20,6 +20,9 @@ def test_tokenizer_round_trip_and_specials(tiny):
     assert tok.decode(tok(text)["input_ids"]) == text  # byte-level: any text survives
     for special in (IM_END, THINK_OPEN, "<start_important>"):
         assert len(tok(special, add_special_tokens=False)["input_ids"]) == 1
+    # tags survive the decoding vLLM does by default; chat markers do not
+    ids = tok("<|im_start|><think>x</think><|im_end|>", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == "<think>x</think>"
     # titles it was trained on compress well
     assert len(tok("Star Wars (1977)")["input_ids"]) <= 6
 
