@@ -1,0 +1,75 @@
+"""Stage 2: SFT on teacher traces with GR2's token weights and emphasis-tagged prompts.
+
+Each accepted trace becomes one conversation: the rerank prompt and the teacher's answer, loss on
+the answer only, reasoning tokens weighted lambda_r and ranking tokens lambda_o
+(``gr2.weighted_sft``). A seeded share of prompts wraps the history items the trace cites as
+evidence in ``<start_important>``/``<end_important>``, so the model learns what emphasis means and
+can later serve as HiLight's tag-aware solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data.artifacts import write_json_atomic
+from gr2.base_model import load_base_model
+from gr2.recipes.common import LoraSettings, TrainingSettings, save_model, sft_config, train_resuming
+from gr2.rerank_data import ItemCatalog, RerankExample
+from gr2.weighted_sft import LossWeights, WeightedCompletionCollator, WeightedSFTTrainer, encode_weighted_example
+
+
+@dataclass
+class SFTStageConfig:
+    training: TrainingSettings = field(default_factory=lambda: TrainingSettings(
+        epochs=2.0, learning_rate=5e-4, batch_size=8, max_length=1024))
+    weights: LossWeights = field(default_factory=LossWeights)
+    emphasis_share: float = 0.3  # share of prompts with the cited evidence emphasised
+    lora: LoraSettings | None = None
+
+
+def encode_traces(traces: list[dict], catalog: ItemCatalog, tokenizer, config: SFTStageConfig) -> list[dict]:
+    """Tokenized, weighted SFT rows; which prompts get emphasis is fixed by the seed."""
+    rng = np.random.default_rng(config.training.seed)
+    rows = []
+    for trace in traces:
+        example = RerankExample(trace["user"], trace["history"], trace["candidates"], trace["target"], trace["split"])
+        emphasised = trace["evidence"] if trace["evidence"] and rng.random() < config.emphasis_share else []
+        messages = catalog.messages(example, emphasized_history=emphasised)
+        row = encode_weighted_example(tokenizer, messages, trace["answer"], config.weights,
+                                      config.training.max_length)
+        row["emphasised"] = bool(emphasised)
+        rows.append(row)
+    return rows
+
+
+def sft(model_dir: str | Path, traces: list[dict], catalog: ItemCatalog, out_dir: Path,
+        config: SFTStageConfig) -> dict:
+    from datasets import Dataset
+
+    if not traces:
+        raise ValueError("no traces to train on (was the acceptance rate zero?)")
+    out_dir = Path(out_dir)
+    model, tokenizer = load_base_model(model_dir)
+    rows = encode_traces(traces, catalog, tokenizer, config)
+    dataset = Dataset.from_list([{k: r[k] for k in ("input_ids", "labels", "loss_weights")} for r in rows])
+    trainer = WeightedSFTTrainer(
+        model=model,
+        args=sft_config(out_dir, config.training, remove_unused_columns=False),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        data_collator=WeightedCompletionCollator(tokenizer.pad_token_id),
+        peft_config=config.lora.peft_config() if config.lora else None,
+    )
+    result = train_resuming(trainer, out_dir)
+    save_model(trainer.model, tokenizer, out_dir / "model")
+    lengths = [len(r["input_ids"]) for r in rows]
+    metrics = {
+        "train_loss": result.training_loss, "steps": result.global_step, "traces": len(rows),
+        "emphasised": sum(r["emphasised"] for r in rows), "mean_tokens": float(np.mean(lengths)),
+        "max_tokens": int(max(lengths)), "config": asdict(config),
+    }
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,65 @@
+"""Reranker inference: prompts in, permutations out (Hugging Face backend; serving adds vLLM).
+
+Greedy decoding in left-padded batches; every answer goes through ``parse_answer``, so the caller
+always gets a full permutation of its candidates plus the ``valid``/``repaired``/``fallback`` flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from gr2.rerank_data import ItemCatalog, RerankExample
+from gr2.rerank_format import ParsedAnswer, parse_answer
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 320
+    batch_size: int = 16
+    max_prompt_tokens: int = 3072
+
+
+class Reranker:
+    def __init__(self, model, tokenizer, catalog: ItemCatalog, settings: GenerationSettings | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.catalog = catalog
+        self.settings = settings or GenerationSettings()
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, catalog: ItemCatalog,
+                 settings: GenerationSettings | None = None) -> Reranker:
+        from gr2.base_model import load_base_model
+
+        model, tokenizer = load_base_model(model_dir)
+        return cls(model, tokenizer, catalog, settings)
+
+    def generate(self, conversations: Sequence[list[dict[str, str]]], progress: bool = False) -> list[str]:
+        import torch
+
+        tok, s = self.tokenizer, self.settings
+        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        outputs: list[str] = []
+        batches = range(0, len(texts), s.batch_size)
+        for start in tqdm(batches, desc="rerank", unit="batch", disable=not progress):
+            batch = tok(texts[start : start + s.batch_size], return_tensors="pt", padding=True,
+                        padding_side="left", add_special_tokens=False)
+            if batch["input_ids"].shape[1] > s.max_prompt_tokens:
+                raise ValueError(f"prompt of {batch['input_ids'].shape[1]} tokens exceeds max_prompt_tokens")
+            batch = batch.to(self.model.device)
+            with torch.no_grad():
+                generated = self.model.generate(
+                    **batch, max_new_tokens=s.max_new_tokens, do_sample=False,
+                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                )
+            new_tokens = generated[:, batch["input_ids"].shape[1]:]
+            outputs += tok.batch_decode(new_tokens, skip_special_tokens=True)
+        return outputs
+
+    def rerank(self, examples: Sequence[RerankExample], progress: bool = False) -> list[ParsedAnswer]:
+        texts = self.generate([self.catalog.messages(ex) for ex in examples], progress=progress)
+        return [parse_answer(t, self.catalog.candidate_sids(ex)) for t, ex in zip(texts, examples, strict=True)]

@@ -1,0 +1,40 @@
+"""Rerank metrics on hand-made cases: conditional vs end to end, behaviour shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from gr2.evaluate import rerank_metrics, reranked_ranks
+from gr2.rerank_data import RerankExample
+from gr2.rerank_format import ParsedAnswer
+
+# targets pre-ranked 1st, 3rd, 7th, and one not among the candidates
+EXAMPLES = [
+    RerankExample(0, [9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19], 10),
+    RerankExample(1, [9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19], 12),
+    RerankExample(2, [9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19], 16),
+    RerankExample(3, [9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19], 99),
+]
+IDENTITY = list(range(10))
+
+
+def test_pre_rank():
+    m = rerank_metrics(EXAMPLES, None)
+    assert m["R@1"] == pytest.approx(1 / 3) and m["R@5"] == pytest.approx(2 / 3)
+    assert m["e2e R@5"] == pytest.approx(2 / 4)
+    assert m["NDCG@5"] == pytest.approx((1 + 1 / 2) / 3)  # ranks 1 and 3: 1/log2(2) + 1/log2(4)
+    assert m["with_target"] == 3 and m["identity"] == 1.0
+
+
+def test_reranked_answers():
+    moved = [6, *[i for i in IDENTITY if i != 6]]  # 7th candidate to the top
+    answers = [
+        ParsedAnswer(IDENTITY, valid=True),
+        ParsedAnswer([2, *[i for i in IDENTITY if i != 2]], valid=True),
+        ParsedAnswer(moved, repaired=True),
+        ParsedAnswer(IDENTITY, fallback=True),
+    ]
+    assert reranked_ranks(EXAMPLES, [a.order for a in answers]).tolist() == [1, 1, 1, 0]
+    m = rerank_metrics(EXAMPLES, answers)
+    assert m["R@1"] == 1.0 and m["e2e R@5"] == pytest.approx(0.75)
+    assert (m["valid"], m["repaired"], m["fallback"], m["identity"]) == (0.5, 0.25, 0.25, 0.5)
