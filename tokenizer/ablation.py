@@ -19,11 +19,14 @@ from tokenizer.fit import default_shape, measure_codes
 from tokenizer.registry import make_quantizer
 
 ROWS = ("RQ-KMeans", "RQ-VAE, no EMA", "RQ-VAE + EMA", "RQ-VAE + EMA + random last level")
+# Dead-code restart keeps every code in use in both RQ-VAE variants; these rows show what EMA does alone.
+NO_RESTART_ROWS = ("RQ-VAE, no EMA, no dead-code restart", "RQ-VAE + EMA, no dead-code restart")
 
 
 def run_ablation(x: np.ndarray, levels: int | None = None, codebook_size: int | None = None, seed: int = 0,
-                 show_progress: bool = True, **rqvae_config: Any) -> list[dict[str, Any]]:
-    """Fit the three models (four rows) on ``x``; ``rqvae_config`` overrides RQ-VAE options (epochs, ...)."""
+                 show_progress: bool = True, no_restart_rows: bool = True, **rqvae_config: Any) -> list[dict[str, Any]]:
+    """Fit the three models (four rows) on ``x``, plus two without dead-code restart if ``no_restart_rows``;
+    ``rqvae_config`` overrides RQ-VAE options (epochs, ...)."""
     x = check_embeddings(x)
     d_levels, d_k = default_shape(len(x))
     shape = {"levels": levels or d_levels, "codebook_size": codebook_size or d_k, "seed": seed}
@@ -43,6 +46,11 @@ def run_ablation(x: np.ndarray, levels: int | None = None, codebook_size: int | 
     ema, seconds = timed_fit("rq-vae", **{**vae_opts, "ema": True, "random_last_level": True})
     rows.append({"name": ROWS[2], **measure_codes(x, ema, ema.encode(x, random_last=False)), "fit_seconds": seconds})
     rows.append({"name": ROWS[3], **measure_codes(x, ema, ema.encode(x, random_last=True)), "fit_seconds": seconds})
+    if no_restart_rows:
+        for name, use_ema in zip(NO_RESTART_ROWS, (False, True), strict=True):
+            q, seconds = timed_fit("rq-vae", **{**vae_opts, "ema": use_ema, "random_last_level": False,
+                                                "restart_dead_codes": False})
+            rows.append({"name": name, **measure_codes(x, q, q.encode(x)), "fit_seconds": seconds})
     return rows
 
 

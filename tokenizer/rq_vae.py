@@ -40,9 +40,9 @@ _EPS = 1e-5
 class RQVAEConfig:
     levels: int = 3
     codebook_size: int = 256
-    hidden_dims: tuple[int, ...] = (512, 256, 128)
+    hidden_dims: tuple[int, ...] = (256, 128)
     latent_dim: int = 32
-    epochs: int = 150
+    epochs: int = 40
     batch_size: int = 1024
     lr: float = 1e-3
     beta: float = 0.25  # commitment loss weight

@@ -57,3 +57,17 @@ def test_bench_tokenizer_writes_json(ml100k, ml100k_embeddings, tmp_path):
     assert [r["variant"] for r in data["results"]] == ["rq-kmeans", "rq-kmeans balanced", "rq-vae (EMA + random last)"]
     assert all(r["fit_seconds"] > 0 for r in data["results"])
     assert data["results"][2]["config"]["epochs"] == 1
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    import yaml
+
+    from tokenizer import make_quantizer
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "tokenizer"
+    for method in ("rq-vae", "rq-kmeans"):
+        options = yaml.safe_load((configs / f"{method}.yaml").read_text())
+        q = make_quantizer(method, **options)
+        assert q.method == method and q.config.seed == 0
