@@ -1,0 +1,129 @@
+"""A recipe: one YAML file that configures every stage of a GR2 run (see ``configs/``).
+
+The file maps onto nested dataclasses; an unknown or misspelt key is an error that lists the keys
+that exist, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.errors import DataError
+from gr2.base_model import TinyModelConfig
+from gr2.recipes.midtrain import MidtrainConfig
+from gr2.recipes.pretrain import PretrainConfig
+from gr2.recipes.sft import SFTStageConfig
+from gr2.reranker import GenerationSettings
+from gr2.teachers.heuristic import HeuristicTeacherConfig
+from gr2.traces import TraceConfig
+
+
+@dataclass
+class TokenizerSection:
+    method: str = "rq-kmeans"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to tokenizer.fit_dataset
+
+
+@dataclass
+class RankerSection:
+    model: str = "sasrec"
+    k: int = 10  # candidates per user: what the reranker reorders
+    folds: int = 2  # cross-fitting folds for train-split candidates
+    options: dict[str, Any] = field(default_factory=dict)  # rankers config fields (epochs, dropout, ...)
+
+
+@dataclass
+class TracesSection:
+    teacher: str = "heuristic"  # heuristic | openai | hf
+    trace: TraceConfig = field(default_factory=TraceConfig)
+    heuristic: HeuristicTeacherConfig = field(default_factory=HeuristicTeacherConfig)
+    max_examples: int = 2000  # train-split rerank examples offered to the teacher
+    endpoint: str | None = None  # openai: base URL of an OpenAI-compatible server
+    model: str | None = None  # openai: model name; hf: local model directory
+
+
+@dataclass
+class EvalSection:
+    splits: list[str] = field(default_factory=lambda: ["valid", "test"])
+    max_users: int = 500  # per split, the first users in file order (0 = all)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+
+@dataclass
+class Recipe:
+    dataset: str = "ml-100k"
+    seed: int = 0
+    base_model: str = "tiny"  # "tiny" or a local Hugging Face model directory
+    tiny_model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    max_history: int = 10  # most recent history items in a rerank prompt
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    ranker: RankerSection = field(default_factory=RankerSection)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    midtrain: MidtrainConfig = field(default_factory=MidtrainConfig)
+    traces: TracesSection = field(default_factory=TracesSection)
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+def from_dict(cls: type, data: Any, where: str = "", base: Any = None) -> Any:
+    """Build dataclass ``cls`` from nested dicts onto ``base`` (default: ``cls()``), so a partly given
+    section keeps the defaults of the stage it belongs to; unknown keys are errors listing valid ones."""
+    base = base if base is not None else cls()
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        raise DataError(f"{where or 'recipe'}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise DataError(f"{where or 'recipe'}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    values = {key: _convert(hints[key], value, f"{where}.{key}" if where else key, getattr(base, key))
+              for key, value in data.items()}
+    return dataclasses.replace(base, **values)
+
+
+def _convert(hint: Any, value: Any, where: str, current: Any) -> Any:
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    options = typing.get_args(hint) if union else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if dataclasses.is_dataclass(option):
+            return from_dict(option, value, where, current if isinstance(current, option) else None)
+    if options[0] is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe YAML; ``overrides`` use dotted keys (``{"sft.training.epochs": 1}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("recipe file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise DataError(f"not valid YAML: {exc}", path, None if line is None else line + 1) from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return from_dict(Recipe, data)
+    except DataError as exc:
+        raise DataError(exc.message, path) from None
+
+
+def recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    return dataclasses.asdict(recipe)
