@@ -95,6 +95,7 @@ def _fold_scorer(run_dir: Path, run_config: dict, ds: PreparedDataset, held_out:
         return fit_retriever(model, cfg, ds, sequences)
     import json
 
+    from rankers.run import item_content
     from rankers.train import SASRecScorer, load_model, train_sasrec
 
     fold_dir = run_dir / "crossfit" / f"fold{fold}"
@@ -103,7 +104,8 @@ def _fold_scorer(run_dir: Path, run_config: dict, ds: PreparedDataset, held_out:
     if (fold_dir / "best.pt").is_file() and (fold_dir / "done").is_file():
         return SASRecScorer(load_model(fold_dir, cfg.device), cfg.device)
     resume = (fold_dir / "checkpoint.pt").is_file()
-    result = train_sasrec(sequences, ds.num_items, fold_cfg, fold_dir, valid=None, resume=resume, progress=progress)
+    result = train_sasrec(sequences, ds.num_items, fold_cfg, fold_dir, valid=None, resume=resume, progress=progress,
+                          content=item_content(ds) if cfg.content else None)
     (fold_dir / "done").write_text("trained\n")
     return SASRecScorer(result.model, cfg.device)
 

@@ -72,15 +72,20 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def item_content(ds: PreparedDataset) -> np.ndarray:
+    """The dataset's cached item text embeddings (``gr2 data embed``), computed now if missing."""
+    from data.embeddings import embed_items
+
+    return embed_items(ds, show_progress=False).vectors
+
+
 def fit_retriever(model: str, config, ds: PreparedDataset, sequences: Sequence[np.ndarray]) -> Scorer:  # noqa: ANN001
     if model == "pop":
         return PopularityRanker(config).fit(sequences, ds.num_items)
     if model == "cooc":
         return CooccurrenceRanker(config).fit(sequences, ds.num_items)
     if model == "content":
-        from data.embeddings import embed_items
-
-        return ContentRanker(embed_items(ds, show_progress=False).vectors, config).fit(sequences, ds.num_items)
+        return ContentRanker(item_content(ds), config).fit(sequences, ds.num_items)
     raise ConfigError(f"{model!r} is not a retriever; retrievers: ['pop', 'cooc', 'content']")
 
 
@@ -113,7 +118,7 @@ def train_run(dataset: str, model: str, out: str | Path, config: dict[str, Any] 
         from rankers.train import SASRecScorer, train_sasrec
 
         result = train_sasrec(ds.train_sequences(), ds.num_items, cfg, out, valid=valid, resume=resume,
-                              progress=progress)
+                              progress=progress, content=item_content(ds) if cfg.content else None)
         scorer: Scorer = SASRecScorer(result.model, cfg.device)
         train_seconds = result.train_seconds
         extra = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped": result.stopped,

@@ -118,7 +118,8 @@ def load_model(path: str | Path, device: str = "cpu", attention: str | None = No
     cfg = SASRecConfig.from_dict(state["config"])
     if attention:
         cfg.attention = check_backend(attention, device)
-    model = SASRec(state["num_items"], cfg).to(device)
+    content = state["model"]["content"][1:] if cfg.content else None  # the real values arrive with the state
+    model = SASRec(state["num_items"], cfg, content).to(device)
     model.load_state_dict(state["model"])
     model.eval()
     return model
@@ -132,6 +133,7 @@ def train_sasrec(
     valid: EvalExamples | None = None,
     resume: bool = False,
     progress: bool = True,
+    content: np.ndarray | None = None,
 ) -> TrainResult:
     """Train until ``cfg.epochs`` or early stopping on valid NDCG@10 (no ``valid``: run all epochs)."""
     run_dir = Path(run_dir)
@@ -140,7 +142,7 @@ def train_sasrec(
     check_backend(cfg.attention, device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = SASRec(num_items, cfg).to(device)
+    model = SASRec(num_items, cfg, None if content is None else torch.from_numpy(content)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_evals": 0, "elapsed": 0.0,
              "seconds_to_best": 0.0, "history": []}

@@ -143,3 +143,17 @@ def test_short_training_on_ml100k_beats_popularity(ml100k, tmp_path):
     sasrec = evaluate(SASRecScorer(result.model), valid)
     pop = evaluate(PopularityRanker().fit(ml100k.train_sequences(), ml100k.num_items), valid)
     assert sasrec["ndcg@10"] > 1.3 * pop["ndcg@10"], (sasrec, pop)
+
+
+def test_content_features_train_and_reload(synthetic, tmp_path):
+    from rankers.train import load_model
+
+    content = np.random.default_rng(0).normal(size=(synthetic.num_items, 12)).astype(np.float32)
+    with pytest.raises(ConfigError, match="gr2 data embed"):
+        SASRec(synthetic.num_items, _tiny_cfg(content=True))
+    result = train_sasrec(synthetic.train_sequences(), synthetic.num_items, _tiny_cfg(content=True, epochs=1),
+                          tmp_path, progress=False, content=content)
+    reloaded = load_model(tmp_path)
+    torch.testing.assert_close(reloaded.content[1:], torch.from_numpy(content))
+    hist = synthetic.eval_examples("test").histories[:5]
+    np.testing.assert_allclose(SASRecScorer(reloaded).score(hist), SASRecScorer(result.model).score(hist), atol=1e-5)
