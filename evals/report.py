@@ -14,6 +14,8 @@ from data.artifacts import atomic_path, write_json_atomic, write_text_atomic
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], label: str = "system") -> str:
     def cell(value) -> str:
+        if value is None:
+            return "-"
         if isinstance(value, float):
             return f"{value:.4f}"
         return str(value)

@@ -36,7 +36,10 @@ def rerank_metrics(examples: Sequence[RerankExample], answers: Sequence[ParsedAn
     present = ranks > 0
     cond = ranks[present]
     flags = answers if answers is not None else []
-    share = (lambda attr: float(np.mean([getattr(a, attr) for a in flags])) if flags else float("nan"))  # noqa: E731
+
+    def share(attr: str) -> float | None:  # behaviour rates do not apply to the pre-rank order itself
+        return float(np.mean([getattr(a, attr) for a in flags])) if flags else None
+
     return {
         "R@1": hit_rate_at_k(cond, 1) if len(cond) else 0.0,
         "R@5": hit_rate_at_k(cond, 5) if len(cond) else 0.0,

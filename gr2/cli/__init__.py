@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from gr2.cli import bench, data, quickstart, rank, tokenizer  # noqa: E402
+from gr2.cli import bench, data, evaluate, quickstart, rank, tokenizer, traces, train  # noqa: E402
 
 app = typer.Typer(
     help="GR2: semantic-ID LLM reranking for recommender systems.",
@@ -22,6 +22,9 @@ app = typer.Typer(
 app.add_typer(data.app, name="data", help="Prepare, describe and embed datasets.")
 app.add_typer(tokenizer.app, name="tokenizer", help="Semantic-ID tokenizers (RQ-KMeans, RQ-VAE).")
 app.add_typer(rank.app, name="rank", help="Classical ranking stack: retrieval, SASRec, candidates.")
+app.add_typer(train.app, name="train", help="Training stages of a recipe: pretrain, midtrain, sft.")
+app.add_typer(traces.app, name="traces", help="Teacher traces for stage-2 SFT.")
+app.add_typer(evaluate.app, name="eval", help="Evaluate rerankers against the pre-ranker.")
 app.add_typer(bench.app, name="bench", help="Benchmarks that print side-by-side ratios.")
 app.command("quickstart")(quickstart.quickstart)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from gr2.cli.common import console, friendly_errors, print_table
 
@@ -94,16 +93,8 @@ def ablation_cmd(
     epochs: int | None = typer.Option(None, help="RQ-VAE training epochs."),
 ) -> None:
     """GR2's ablation: RQ-KMeans; RQ-VAE without EMA; with EMA; with EMA + random last level."""
-    from tokenizer.ablation import ablation_to_dir
+    from tokenizer.ablation import ablation_markdown, ablation_to_dir
 
     rows = ablation_to_dir(dataset, out, seed=seed, **({"epochs": epochs} if epochs else {}))
-    table = Table(title=f"tokenizer ablation on {dataset}")
-    for col in ("tokenizer", "unique before de-dup", "unique after", "largest group", "utilization",
-                "same-code cos", "random cos", "fit s"):
-        table.add_column(col, justify="left" if col == "tokenizer" else "right")
-    for r in rows:
-        table.add_row(r["name"], f"{r['uniqueness_before_dedup']:.2%}", f"{r['uniqueness']:.2%}",
-                      str(r["largest_collision_group"]), " / ".join(f"{u:.2f}" for u in r["utilization"]),
-                      f"{r['same_first_code_cosine']:.3f}", f"{r['random_pair_cosine']:.3f}", f"{r['fit_seconds']:.1f}")
-    console.print(table)
+    typer.echo(ablation_markdown(rows, f"Tokenizer ablation on {dataset}"))  # plain text: wide tables stay intact
     console.print(f"-> {out}")

@@ -1,0 +1,34 @@
+"""``gr2 eval rerank``: pre-rank vs each reranker on valid and test (JSON, Markdown, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from data.errors import DataError
+from gr2.cli.common import friendly_errors
+from gr2.cli.run_options import RecipeOption, RunOption, SetOption, make_pipeline
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("rerank")
+@friendly_errors
+def rerank_cmd(
+    recipe: Path = RecipeOption,
+    run: Path | None = RunOption,
+    set_: list[str] = SetOption,
+    model: list[str] = typer.Option([], help="NAME=DIR of a model to evaluate (repeatable; default: the run's "
+                                             "stage 1 and SFT models)."),
+) -> None:
+    """Rerank metrics (conditional and end to end) and behaviour rates; writes RUN/eval/rerank-SPLIT.*."""
+    models = None
+    if model:
+        models = {}
+        for pair in model:
+            name, sep, path = pair.partition("=")
+            if not sep or not Path(path).is_dir():
+                raise DataError(f"--model expects NAME=DIR with an existing directory, got {pair!r}")
+            models[name] = Path(path)
+    make_pipeline(recipe, run, set_).run_eval(models)

@@ -1,0 +1,211 @@
+"""The GR2 pipeline on one recipe: one method per stage, each skipping what an earlier run finished.
+
+Lives in the CLI layer because it wires every package together (data, tokenizer, rankers, gr2).
+A run directory holds one subdirectory per stage; a stage counts as done when its final artifact
+exists (written atomically), so re-running after a kill continues where it stopped, and the
+training stages themselves resume from their newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from data.artifacts import write_json_atomic, write_manifest, write_text_atomic
+from data.errors import DataError
+from data.schema import PreparedDataset
+from gr2.cli.common import console
+from gr2.config import Recipe, recipe_dict
+
+STAGES = ("tokenizer", "ranker", "pretrain", "midtrain", "traces", "sft", "eval")
+
+
+@dataclass
+class RunLayout:
+    root: Path
+
+    @property
+    def sid(self) -> Path:
+        return self.root / "sid"
+
+    @property
+    def ranker(self) -> Path:
+        return self.root / "ranker"
+
+    @property
+    def pretrain(self) -> Path:
+        return self.root / "stage0"
+
+    @property
+    def midtrain(self) -> Path:
+        return self.root / "stage1"
+
+    @property
+    def traces(self) -> Path:
+        return self.root / "traces" / "traces.jsonl"
+
+    @property
+    def sft(self) -> Path:
+        return self.root / "sft"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, run_dir: Path, force: bool = False):
+        self.recipe = recipe
+        self.layout = RunLayout(Path(run_dir).expanduser())
+        self.force = force
+        self.timings: dict[str, float] = {}
+
+    # -- shared inputs ---------------------------------------------------------------------------
+    @cached_property
+    def dataset(self) -> PreparedDataset:
+        from data.prepare import PrepareConfig, load_prepared, prepare
+        from data.sources import BUILTIN
+
+        try:
+            return load_prepared(self.recipe.dataset)
+        except DataError:
+            if self.recipe.dataset not in BUILTIN:
+                raise
+            return prepare(PrepareConfig(self.recipe.dataset))
+
+    @cached_property
+    def catalog(self):
+        from gr2.rerank_data import ItemCatalog
+        from tokenizer.fit import load_semantic_ids
+
+        return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid))
+
+    def examples(self, split: str, limit: int, seed: int):
+        from data.candidates import load_candidates
+        from gr2.rerank_data import examples_from_candidates
+
+        frame = load_candidates(self.layout.ranker, split)
+        if limit and len(frame) > limit:
+            rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
+            frame = frame.iloc[rows]
+        return examples_from_candidates(self.dataset, frame, split, self.recipe.max_history)
+
+    def _done(self, artifact: Path) -> bool:
+        return artifact.exists() and not self.force
+
+    # -- stages ----------------------------------------------------------------------------------
+    def run_tokenizer(self) -> None:
+        from tokenizer.fit import fit_dataset
+
+        if self._done(self.layout.sid / "report.json"):
+            return
+        section = self.recipe.tokenizer
+        fit_dataset(self.dataset, section.method, self.layout.sid, **section.options)
+
+    def run_ranker(self) -> None:
+        from rankers.candidates import generate_candidates
+        from rankers.run import train_run
+
+        section = self.recipe.ranker
+        if not self._done(self.layout.ranker / "metrics.json"):
+            train_run(self.dataset.name, section.model, self.layout.ranker, dict(section.options),
+                      resume=(self.layout.ranker / "config.json").exists() and not self.force)
+        if not self._done(self.layout.ranker / "candidates" / "summary.json"):
+            generate_candidates(self.layout.ranker, k=section.k, folds=section.folds)
+
+    def run_pretrain(self) -> None:
+        from gr2.base_model import build_tiny_model
+        from gr2.recipes.pretrain import pretrain_on_text
+
+        if self.recipe.base_model != "tiny" or self._done(self.layout.pretrain / "model"):
+            return
+        texts = self.dataset.item_texts()
+        model, tokenizer = build_tiny_model(texts, self.recipe.tiny_model)
+        pretrain_on_text(model, tokenizer, texts, self.layout.pretrain, self.recipe.pretrain)
+
+    def run_midtrain(self) -> None:
+        from gr2.recipes.midtrain import midtrain
+
+        if self._done(self.layout.midtrain / "model"):
+            return
+        base = self.layout.pretrain / "model" if self.recipe.base_model == "tiny" else self.recipe.base_model
+        midtrain(base, self.dataset, self.catalog.sids, self.layout.midtrain, self.recipe.midtrain)
+
+    def teacher(self):
+        from data.cooccurrence import cooccurrence_matrix
+        from gr2.teachers import HeuristicTeacher
+
+        section = self.recipe.traces
+        if section.teacher == "heuristic":
+            cooc = cooccurrence_matrix(self.dataset.train_sequences(), self.dataset.num_items)
+            return HeuristicTeacher(self.catalog, cooc, section.heuristic)
+        raise DataError(f"teacher {section.teacher!r} is not available in this version; available: ['heuristic']")
+
+    def run_traces(self) -> None:
+        from gr2.traces import generate_traces, write_traces
+
+        if self._done(self.layout.traces):
+            return
+        section = self.recipe.traces
+        examples = self.examples("train", section.max_examples, self.recipe.seed)
+        records, summary = generate_traces(examples, self.catalog, self.teacher(), section.trace)
+        write_traces(self.layout.traces, records, summary)
+        console.print(f"traces: {summary['accepted']:,} accepted of {summary['attempted']:,} "
+                      f"({summary['acceptance_rate']:.1%}); {summary['skipped_target_not_candidate']:,} skipped "
+                      "(target not a candidate)")
+
+    def run_sft(self) -> None:
+        from gr2.recipes.sft import sft
+        from gr2.traces import load_traces
+
+        if self._done(self.layout.sft / "model"):
+            return
+        sft(self.layout.midtrain / "model", load_traces(self.layout.traces), self.catalog, self.layout.sft,
+            self.recipe.sft)
+
+    def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
+        from evals.report import write_report
+        from gr2.evaluate import METRIC_COLUMNS, rerank_metrics
+        from gr2.reranker import Reranker
+
+        if models is None:
+            models = {name: path for name, path in (("stage 1", self.layout.midtrain / "model"),
+                                                    ("SFT", self.layout.sft / "model")) if path.exists()}
+        section = self.recipe.eval
+        splits = {s: self.examples(s, section.max_users, self.recipe.seed) for s in section.splits}
+        tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None)}]
+                                         for s, ex in splits.items()}
+        for name, path in models.items():
+            reranker = Reranker.from_dir(path, self.catalog, section.generation)
+            for split, examples in splits.items():
+                answers = reranker.rerank(examples, progress=True)
+                tables[split].append({"system": name, **rerank_metrics(examples, answers)})
+        for split, rows in tables.items():
+            paths = write_report(self.layout.eval, f"rerank-{split}", f"Rerank on {self.dataset.name} ({split})",
+                                 rows, METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5", "valid", "identity"))
+            console.print(paths["md"].read_text(), markup=False, highlight=False, soft_wrap=True)
+        return tables
+
+    # -- the whole run ---------------------------------------------------------------------------
+    def run(self, stages: Sequence[str] = STAGES) -> dict[str, float]:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise DataError(f"unknown stage(s) {unknown}; stages: {list(STAGES)}")
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.layout.root / "recipe.yaml", yaml.safe_dump(recipe_dict(self.recipe), sort_keys=False))
+        for stage in stages:
+            console.rule(f"[bold]{stage}")
+            start = time.perf_counter()
+            getattr(self, f"run_{stage}")()
+            self.timings[stage] = round(time.perf_counter() - start, 1)
+            write_json_atomic(self.layout.root / "timings.json", self.timings)
+        write_manifest(self.layout.root, kind="gr2-run", config=dataclasses.asdict(self.recipe),
+                       seed=self.recipe.seed, metrics={"seconds": self.timings})
+        return self.timings
