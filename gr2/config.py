@@ -22,6 +22,7 @@ from gr2.recipes.pretrain import PretrainConfig
 from gr2.recipes.sft import SFTStageConfig
 from gr2.reranker import GenerationSettings
 from gr2.teachers.heuristic import HeuristicTeacherConfig
+from gr2.teachers.llm import LLMTeacherConfig
 from gr2.traces import TraceConfig
 
 
@@ -47,6 +48,8 @@ class TracesSection:
     max_examples: int = 2000  # train-split rerank examples offered to the teacher
     endpoint: str | None = None  # openai: base URL of an OpenAI-compatible server
     model: str | None = None  # openai: model name; hf: local model directory
+    api_key_env: str = "OPENAI_API_KEY"  # openai: environment variable holding the key, if any
+    llm: LLMTeacherConfig = field(default_factory=LLMTeacherConfig)
 
 
 @dataclass

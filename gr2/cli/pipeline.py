@@ -9,6 +9,7 @@ training stages themselves resume from their newest checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,13 +141,22 @@ class Pipeline:
 
     def teacher(self):
         from data.cooccurrence import cooccurrence_matrix
-        from gr2.teachers import HeuristicTeacher
+        from gr2.teachers import HeuristicTeacher, HFTeacher, OpenAITeacher
 
         section = self.recipe.traces
         if section.teacher == "heuristic":
             cooc = cooccurrence_matrix(self.dataset.train_sequences(), self.dataset.num_items)
             return HeuristicTeacher(self.catalog, cooc, section.heuristic)
-        raise DataError(f"teacher {section.teacher!r} is not available in this version; available: ['heuristic']")
+        if section.teacher in ("openai", "hf") and not section.model:
+            raise DataError(f"traces.teacher {section.teacher!r} needs traces.model")
+        if section.teacher == "openai":
+            if not section.endpoint:
+                raise DataError("traces.teacher 'openai' needs traces.endpoint (e.g. http://127.0.0.1:8000/v1)")
+            return OpenAITeacher(self.catalog, section.endpoint, section.model,
+                                 os.environ.get(section.api_key_env), section.llm)
+        if section.teacher == "hf":
+            return HFTeacher(self.catalog, section.model, section.llm)
+        raise DataError(f"unknown teacher {section.teacher!r}; available: ['heuristic', 'openai', 'hf']")
 
     def run_traces(self) -> None:
         from gr2.traces import generate_traces, write_traces

@@ -2,5 +2,7 @@
 
 from gr2.teachers.base import Teacher, TeacherReply
 from gr2.teachers.heuristic import HeuristicTeacher, HeuristicTeacherConfig
+from gr2.teachers.llm import HFTeacher, LLMTeacherConfig, OpenAITeacher
 
-__all__ = ["HeuristicTeacher", "HeuristicTeacherConfig", "Teacher", "TeacherReply"]
+__all__ = ["HFTeacher", "HeuristicTeacher", "HeuristicTeacherConfig", "LLMTeacherConfig", "OpenAITeacher",
+           "Teacher", "TeacherReply"]
