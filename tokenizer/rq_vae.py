@@ -95,11 +95,14 @@ class RQVAENet(nn.Module):
         codes, commit, cb_loss = [], z.new_zeros(()), z.new_zeros(())
         for level in range(self.cfg.levels):
             idx = self.nearest(r.detach(), level)
-            q = self.codebooks[level][idx]
+            # One-hot matmul instead of indexing: indexing's backward (scatter-add) is not bitwise
+            # deterministic on CPU, and tiny float differences flip code assignments over epochs.
+            onehot = F.one_hot(idx, self.cfg.codebook_size).to(r.dtype)
+            q = onehot @ self.codebooks[level]
             commit = commit + F.mse_loss(r, q.detach())
             if self.cfg.ema:
                 if self.training:
-                    self._ema_update(level, r.detach(), idx)
+                    self._ema_update(level, r.detach(), onehot)
             else:
                 cb_loss = cb_loss + F.mse_loss(q, r.detach())
             q_sum = q_sum + q.detach()
@@ -109,10 +112,10 @@ class RQVAENet(nn.Module):
         return z_q, torch.stack(codes, 1), commit, cb_loss
 
     @torch.no_grad()
-    def _ema_update(self, level: int, r: torch.Tensor, idx: torch.Tensor) -> None:
+    def _ema_update(self, level: int, r: torch.Tensor, onehot: torch.Tensor) -> None:
         k, decay = self.cfg.codebook_size, self.cfg.ema_decay
-        counts = torch.bincount(idx, minlength=k).to(r.dtype)
-        sums = torch.zeros(k, r.shape[1], dtype=r.dtype).index_add_(0, idx, r)
+        counts = onehot.sum(0)
+        sums = onehot.T @ r
         self.ema_size[level].mul_(decay).add_(counts, alpha=1 - decay)
         self.ema_sum[level].mul_(decay).add_(sums, alpha=1 - decay)
         n = self.ema_size[level].sum()

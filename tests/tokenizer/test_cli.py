@@ -71,3 +71,12 @@ def test_shipped_configs_are_valid():
         options = yaml.safe_load((configs / f"{method}.yaml").read_text())
         q = make_quantizer(method, **options)
         assert q.method == method and q.config.seed == 0
+
+
+def test_tokenizer_ablation_command(ml100k, ml100k_embeddings, tmp_path):
+    out = str(tmp_path / "a")
+    result = runner.invoke(app, ["tokenizer", "ablation", "-d", "ml-100k", "--epochs", "1", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "| RQ-VAE + EMA + random last level |" in result.output
+    data = json.loads((tmp_path / "a" / "ablation.json").read_text())
+    assert data["dataset"] == "ml-100k" and len(data["rows"]) == 6
