@@ -42,6 +42,7 @@ class SASRecConfig:
     epochs: int = 200
     patience: int = 5  # stop after this many evaluations without a better valid NDCG@10
     eval_every: int = 1  # epochs between valid evaluations
+    valid_users: int = 0  # early stopping on a fixed random subset of this many valid users (0 = all)
     window_stride: int = 0  # long training sequences are cut into max_len windows this far apart (0 = max_len)
     max_train_seconds: float = 0.0  # 0 = no time limit
     seed: int = 0

@@ -162,6 +162,9 @@ def train_sasrec(
     if not windows:
         raise DataError("no training sequence has two or more items")
     window_lengths = np.asarray([len(w) for w in windows])
+    if valid is not None and 0 < cfg.valid_users < len(valid):
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(valid), cfg.valid_users, replace=False))
+        valid = EvalExamples(valid.users[pick], [valid.histories[i] for i in pick], valid.targets[pick])
     stopped = ""
     first = state["epoch"] + 1
     if valid is not None and state["bad_evals"] >= cfg.patience:  # resuming a run that had already stopped

@@ -128,6 +128,12 @@ def test_learns_synthetic_walk_and_resume_is_exact(synthetic, tmp_path):
         torch.testing.assert_close(final_full[key], final_resumed[key], atol=1e-6, rtol=1e-6)
 
 
+def test_early_stopping_on_a_valid_subset(synthetic, tmp_path):
+    result = train_sasrec(synthetic.train_sequences(), synthetic.num_items, _tiny_cfg(epochs=1, valid_users=50),
+                          tmp_path, valid=synthetic.eval_examples("valid"), progress=False)
+    assert result.history[0]["valid"]["users"] == 50
+
+
 def test_resume_without_checkpoint_is_an_error(synthetic, tmp_path):
     with pytest.raises(DataError, match="nothing to resume"):
         train_sasrec(synthetic.train_sequences(), synthetic.num_items, _tiny_cfg(), tmp_path, resume=True)
