@@ -37,6 +37,7 @@ class SASRecConfig:
     loss: str = "ce"  # ce (full softmax) | sampled (sampled softmax with uniform negatives)
     num_negatives: int = 256  # for loss="sampled"
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (decay to 5% of lr over `epochs`, after a 1-epoch warmup)
     weight_decay: float = 0.01
     batch_size: int = 128
     epochs: int = 200
@@ -52,6 +53,8 @@ class SASRecConfig:
     def __post_init__(self) -> None:
         if self.attention not in BACKENDS:
             raise ConfigError(f"unknown attention backend {self.attention!r}; available: {list(BACKENDS)}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; available: ['constant', 'cosine']")
         if self.loss not in ("ce", "sampled"):
             raise ConfigError(f"unknown loss {self.loss!r}; available: ['ce', 'sampled']")
         if self.hidden % self.heads:

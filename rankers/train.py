@@ -102,6 +102,16 @@ class TrainResult:
     stopped: str = ""
 
 
+def learning_rate(cfg: SASRecConfig, progress: float) -> float:
+    """lr at ``progress`` epochs into training (fractional): a function of the step, so resume needs no state."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if progress < 1.0:
+        return cfg.lr * max(progress, 0.05)
+    frac = min((progress - 1.0) / max(cfg.epochs - 1.0, 1.0), 1.0)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * frac)))
+
+
 def _save(obj: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -176,7 +186,9 @@ def train_sasrec(
         batches = length_bucketed_batches(window_lengths, cfg.batch_size, np.random.default_rng(cfg.seed + epoch))
         model.train()
         total, steps = 0.0, 0
-        for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
+        for step, batch in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, epoch - 1 + step / len(batches))
             items, targets, lengths = collate([windows[i] for i in batch], device)
             loss = model.loss(items, targets, lengths)
             optimizer.zero_grad(set_to_none=True)

@@ -163,3 +163,15 @@ def test_content_features_train_and_reload(synthetic, tmp_path):
     torch.testing.assert_close(reloaded.content[1:], torch.from_numpy(content))
     hist = synthetic.eval_examples("test").histories[:5]
     np.testing.assert_allclose(SASRecScorer(reloaded).score(hist), SASRecScorer(result.model).score(hist), atol=1e-5)
+
+
+def test_learning_rate_schedules():
+    from rankers.train import learning_rate
+
+    assert learning_rate(SASRecConfig(lr=1e-3), 7.3) == 1e-3
+    cos = SASRecConfig(lr=1e-3, lr_schedule="cosine", epochs=11)
+    assert learning_rate(cos, 0.5) == pytest.approx(5e-4)  # warmup
+    assert learning_rate(cos, 1.0) == pytest.approx(1e-3)
+    assert learning_rate(cos, 6.0) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5)) and learning_rate(cos, 11) == 5e-5
+    with pytest.raises(ConfigError, match="available: \\['constant', 'cosine'\\]"):
+        SASRecConfig(lr_schedule="step")
