@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from data.errors import DataError
 from data.schema import PreparedDataset
 from gr2.cli.common import console
 from gr2.config import Recipe, recipe_dict
+from gr2.recipes.common import is_main_process
 
 STAGES = ("tokenizer", "ranker", "pretrain", "midtrain", "traces", "sft", "eval")
 
@@ -101,6 +103,19 @@ class Pipeline:
     def _done(self, artifact: Path) -> bool:
         return artifact.exists() and not self.force
 
+    def _start_training(self, stage_dir: Path) -> None:
+        """With --force a training stage starts from scratch, not from its old checkpoints.
+
+        Rank 0 removes the directory; every rank waits, so none resumes from what is being deleted.
+        """
+        from accelerate import PartialState
+
+        from gr2.recipes.common import cuda_available
+
+        if self.force and stage_dir.exists() and is_main_process():
+            shutil.rmtree(stage_dir)
+        PartialState(cpu=not cuda_available()).wait_for_everyone()
+
     # -- stages ----------------------------------------------------------------------------------
     def run_tokenizer(self) -> None:
         from tokenizer.fit import fit_dataset
@@ -127,6 +142,7 @@ class Pipeline:
 
         if self.recipe.base_model != "tiny" or self._done(self.layout.pretrain / "model"):
             return
+        self._start_training(self.layout.pretrain)
         texts = self.dataset.item_texts()
         model, tokenizer = build_tiny_model(texts, self.recipe.tiny_model)
         pretrain_on_text(model, tokenizer, texts, self.layout.pretrain, self.recipe.pretrain)
@@ -136,6 +152,7 @@ class Pipeline:
 
         if self._done(self.layout.midtrain / "model"):
             return
+        self._start_training(self.layout.midtrain)
         base = self.layout.pretrain / "model" if self.recipe.base_model == "tiny" else self.recipe.base_model
         midtrain(base, self.dataset, self.catalog.sids, self.layout.midtrain, self.recipe.midtrain)
 
@@ -177,6 +194,7 @@ class Pipeline:
 
         if self._done(self.layout.sft / "model"):
             return
+        self._start_training(self.layout.sft)
         sft(self.layout.midtrain / "model", load_traces(self.layout.traces), self.catalog, self.layout.sft,
             self.recipe.sft)
 
@@ -208,14 +226,20 @@ class Pipeline:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise DataError(f"unknown stage(s) {unknown}; stages: {list(STAGES)}")
+        # Under `accelerate launch` every rank runs the stage; only rank 0 writes the run's own files.
+        main = is_main_process()
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.layout.root / "recipe.yaml", yaml.safe_dump(recipe_dict(self.recipe), sort_keys=False))
+        if main:
+            write_text_atomic(self.layout.root / "recipe.yaml",
+                              yaml.safe_dump(recipe_dict(self.recipe), sort_keys=False))
         for stage in stages:
             console.rule(f"[bold]{stage}")
             start = time.perf_counter()
             getattr(self, f"run_{stage}")()
             self.timings[stage] = round(time.perf_counter() - start, 1)
-            write_json_atomic(self.layout.root / "timings.json", self.timings)
-        write_manifest(self.layout.root, kind="gr2-run", config=dataclasses.asdict(self.recipe),
-                       seed=self.recipe.seed, metrics={"seconds": self.timings})
+            if main:
+                write_json_atomic(self.layout.root / "timings.json", self.timings)
+        if main:
+            write_manifest(self.layout.root, kind="gr2-run", config=dataclasses.asdict(self.recipe),
+                           seed=self.recipe.seed, metrics={"seconds": self.timings})
         return self.timings

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.artifacts import atomic_path
+from data.artifacts import atomic_path, write_json_atomic
 
 
 @dataclass
@@ -101,3 +101,23 @@ def save_model(model: Any, tokenizer: Any, path: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return path
+
+
+def is_main_process() -> bool:
+    """True outside distributed runs and on rank 0 of an ``accelerate launch``.
+
+    The state is built with ``cpu=True`` on machines without CUDA, exactly as the Trainer builds it
+    (``use_cpu``): only then do torchrun's ranks become gloo CPU ranks instead of two "rank 0"s.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=not cuda_available()).is_main_process
+
+
+def finish_stage(trainer: Any, tokenizer: Any, out_dir: Path, metrics: dict) -> dict:
+    """Write the stage's model and metrics once (main process); the other ranks wait for it."""
+    if trainer.accelerator.is_main_process:
+        save_model(trainer.model, tokenizer, Path(out_dir) / "model")
+        write_json_atomic(Path(out_dir) / "metrics.json", metrics)
+    trainer.accelerator.wait_for_everyone()
+    return metrics

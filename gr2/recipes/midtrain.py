@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from data.artifacts import write_json_atomic
 from data.schema import PreparedDataset
 from gr2.base_model import load_base_model
 from gr2.midtrain_corpus import MixtureConfig, build_midtrain_dataset
-from gr2.recipes.common import LoraSettings, TrainingSettings, save_model, sft_config, train_resuming
+from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, sft_config, train_resuming
 from tokenizer.sid import SemanticIDs
 from tokenizer.vocab import extend_vocabulary
 
@@ -45,7 +44,6 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
         peft_config=config.lora.peft_config() if config.lora else None,
     )
     result = train_resuming(trainer, out_dir)
-    save_model(trainer.model, tokenizer, out_dir / "model")
     metrics = {
         "train_loss": result.training_loss, "steps": result.global_step, "examples": len(corpus),
         "tasks": {t: corpus["task"].count(t) for t in sorted(set(corpus["task"]))},
@@ -53,5 +51,4 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
                   "init": extension.init},
         "config": asdict(config),
     }
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics
+    return finish_stage(trainer, tokenizer, out_dir, metrics)

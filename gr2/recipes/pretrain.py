@@ -12,8 +12,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from data.artifacts import write_json_atomic
-from gr2.recipes.common import TrainingSettings, save_model, sft_config, train_resuming
+from gr2.recipes.common import TrainingSettings, finish_stage, sft_config, train_resuming
 
 
 @dataclass
@@ -34,8 +33,6 @@ def pretrain_on_text(model, tokenizer, texts: list[str], out_dir: Path, config: 
     args = sft_config(out_dir, config.training, packing=True, dataset_text_field="text")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     result = train_resuming(trainer, out_dir)
-    save_model(model, tokenizer, out_dir / "model")
     metrics = {"train_loss": result.training_loss, "steps": result.global_step, "documents": len(docs),
                "config": asdict(config)}
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics
+    return finish_stage(trainer, tokenizer, out_dir, metrics)

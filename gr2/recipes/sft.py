@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.artifacts import write_json_atomic
 from gr2.base_model import load_base_model
-from gr2.recipes.common import LoraSettings, TrainingSettings, save_model, sft_config, train_resuming
+from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, sft_config, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.weighted_sft import LossWeights, WeightedCompletionCollator, WeightedSFTTrainer, encode_weighted_example
 
@@ -64,12 +63,10 @@ def sft(model_dir: str | Path, traces: list[dict], catalog: ItemCatalog, out_dir
         peft_config=config.lora.peft_config() if config.lora else None,
     )
     result = train_resuming(trainer, out_dir)
-    save_model(trainer.model, tokenizer, out_dir / "model")
     lengths = [len(r["input_ids"]) for r in rows]
     metrics = {
         "train_loss": result.training_loss, "steps": result.global_step, "traces": len(rows),
         "emphasised": sum(r["emphasised"] for r in rows), "mean_tokens": float(np.mean(lengths)),
-        "max_tokens": int(max(lengths)), "config": asdict(config),
+        "max_tokens": int(max(lengths)), "world_size": trainer.args.world_size, "config": asdict(config),
     }
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics
+    return finish_stage(trainer, tokenizer, out_dir, metrics)

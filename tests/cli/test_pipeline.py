@@ -1,8 +1,13 @@
-"""The whole GR2 pipeline on ML-100K, shrunk to seconds a stage: every stage runs and resumes."""
+"""The whole GR2 pipeline on ML-100K, shrunk to seconds a stage: every stage runs, re-runs skip
+finished work, and the SFT stage trains data-parallel under ``accelerate launch`` on 2 CPU processes."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,19 +16,25 @@ from gr2.cli import app
 
 SHRINK = {
     "ranker.options.epochs": 1, "pretrain.training.max_steps": 10, "midtrain.training.max_steps": 10,
-    "midtrain.mixture.num_examples": 300, "traces.max_examples": 100, "sft.training.max_steps": 10,
+    "midtrain.mixture.num_examples": 300, "traces.max_examples": 300, "sft.training.max_steps": 10,
     "eval.max_users": 16, "eval.generation.max_new_tokens": 48, "tiny_model.hidden_size": 64,
     "tiny_model.num_attention_heads": 2, "tiny_model.num_key_value_heads": 1, "tiny_model.vocab_size": 1024,
     "tiny_model.intermediate_size": 128,
 }
+SETS = [arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(scope="module")
+def small_run(ml100k, tmp_path_factory):
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    result = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS])
+    assert result.exit_code == 0, result.output
+    return run, result.output
 
 
 @pytest.mark.slow
-def test_quickstart_end_to_end_and_rerun(ml100k, tmp_path):
-    sets = [arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value}")]
-    run = tmp_path / "run"
-    result = CliRunner().invoke(app, ["quickstart", "--run", str(run), *sets])
-    assert result.exit_code == 0, result.output
+def test_quickstart_end_to_end(small_run):
+    run, output = small_run
     for artifact in ("sid/report.json", "ranker/candidates/summary.json", "stage0/model/config.json",
                      "stage1/model/config.json", "traces/traces.jsonl", "sft/model/config.json",
                      "eval/rerank-test.md", "eval/rerank-test.png", "manifest.json", "recipe.yaml"):
@@ -31,12 +42,31 @@ def test_quickstart_end_to_end_and_rerun(ml100k, tmp_path):
     report = json.loads((run / "eval" / "rerank-test.json").read_text())
     assert [r["system"] for r in report["rows"]] == ["pre-rank", "stage 1", "SFT"]
     assert report["rows"][0]["valid"] is None and report["rows"][0]["identity"] == 1.0
-    assert "| pre-rank |" in result.output
-    # a second run finds every stage done and only re-evaluates
-    again = CliRunner().invoke(app, ["quickstart", "--run", str(run), *sets])
+    assert "| pre-rank |" in output
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_stages(small_run):
+    run, _ = small_run
+    again = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS])
     assert again.exit_code == 0, again.output
     timings = json.loads((run / "timings.json").read_text())
     assert all(timings[s] < 2.0 for s in ("tokenizer", "pretrain", "midtrain", "traces", "sft"))
+
+
+@pytest.mark.slow
+def test_sft_under_accelerate_launch_two_cpu_processes(small_run):
+    """Two gloo ranks train; rank 0 alone writes the model (see configs/accelerate/cpu-2proc.yaml)."""
+    run, _ = small_run
+    sets = [*SETS, "--set", "sft.training.max_steps=4", "--set", "sft.training.save_steps=4"]
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu-2proc.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+           "-m", "gr2.cli", "train", "sft", "--run", str(run), "--force", *sets]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((run / "sft" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    assert (run / "sft" / "model" / "config.json").is_file()
 
 
 def test_bad_recipe_key_is_a_clean_error(tmp_path):
