@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,7 @@ def bench_tokenizer(dataset: str, threads: int = 2, out: str | Path | None = Non
 
     emb = embed_items(dataset, show_progress=show_progress)
     results = []
+    load_before = os.getloadavg()[0]  # other work on the machine inflates the times: record it
     with pinned_threads(threads):
         for label, method, options in variants:
             fields = {f.name for f in dataclasses.fields(quantizer_class(method).config_class)}
@@ -61,7 +63,8 @@ def bench_tokenizer(dataset: str, threads: int = 2, out: str | Path | None = Non
                             "uniqueness_before_dedup": r["uniqueness_before_dedup"],
                             "utilization": r["utilization"], "levels": r["levels"],
                             "codebook_size": r["codebook_size"], "config": r["config"]})
-    report = {"dataset": dataset, "items": int(emb.vectors.shape[0]), "threads": threads, "results": results}
+    report = {"dataset": dataset, "items": int(emb.vectors.shape[0]), "threads": threads, "cpu_count": os.cpu_count(),
+              "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]}, "results": results}
     out = Path(out) if out else gr2_home() / "bench" / f"tokenizer-{dataset}.json"
     write_json_atomic(out, report)
     report["path"] = str(out)

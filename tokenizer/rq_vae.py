@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from tokenizer.base import Quantizer, check_codes, check_embeddings
 
 _EPS = 1e-5
+_CHUNK = 1 << 15  # rows encoded at once: bounds the (rows x codebook) distance matrix
 
 
 @dataclass
@@ -237,8 +238,8 @@ class RQVAE(Quantizer):
         x = check_embeddings(x, self._require_fitted())
         random_last = self.config.random_last_level if random_last is None else random_last
         with _torch_threads(self.config.num_threads):
-            _, codes, _, _ = self.net.quantize(self.net.latents(torch.from_numpy(x)))
-        codes = codes.numpy().astype(np.int64)
+            chunks = [self.net.quantize(self.net.latents(part))[1] for part in torch.from_numpy(x).split(_CHUNK)]
+        codes = torch.cat(chunks).numpy().astype(np.int64) if chunks else np.zeros((0, self.levels), np.int64)
         if random_last:
             rng = np.random.default_rng([self.config.seed, 0x5EED])
             codes[:, -1] = rng.integers(0, self.codebook_size, size=len(codes))

@@ -33,6 +33,9 @@ def tokenizer_bench_cmd(
         table.add_row(r["variant"], f"{r['levels']} x {r['codebook_size']}", f"{r['fit_seconds']:.1f}",
                       f"{r['uniqueness_before_dedup']:.2%}")
     console.print(table)
+    load = report["load_average_1min"]
+    console.print(f"load average (1 min) before / after: {load['before']:.2f} / {load['after']:.2f} "
+                  f"on {report['cpu_count']} CPUs")
     console.print(f"-> {report['path']}")
 
 
