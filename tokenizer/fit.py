@@ -24,6 +24,13 @@ from tokenizer.metrics import collision_stats, first_level_cohesion, uniqueness,
 from tokenizer.registry import make_quantizer
 from tokenizer.sid import SemanticIDs
 
+# What every report.json has (the CLI's table and later stages rely on these).
+REPORT_KEYS = frozenset({
+    "method", "items", "levels", "codebook_size", "dedup_level", "dedup_size", "uniqueness_before_dedup",
+    "uniqueness", "largest_collision_group", "utilization", "prefix_uniqueness", "same_first_code_cosine",
+    "random_pair_cosine", "reconstruction_cosine", "fit_seconds",
+})
+
 
 def default_shape(num_items: int) -> tuple[int, int]:
     """(levels, codebook_size) for a catalogue: 3 levels of K codes, K a power of two.
@@ -126,9 +133,13 @@ def load_report(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError("no report.json here; run `gr2 tokenizer fit` first", Path(directory))
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise DataError(f"corrupt report ({exc})", path) from None
+    missing = sorted(REPORT_KEYS - set(report)) if isinstance(report, dict) else sorted(REPORT_KEYS)
+    if missing:
+        raise DataError(f"corrupt report: missing {missing}", path)
+    return report
 
 
 def load_semantic_ids(directory: str | Path) -> SemanticIDs:

@@ -107,6 +107,10 @@ class SemanticIDs:
     def codes_of(self, item: int) -> tuple[int, ...]:
         return tuple(int(c) for c in self.codes[item])
 
+    def tokens_of(self, item: int) -> list[str]:
+        """The item's SID as a token list, markers included (what the LLM sees, one token each)."""
+        return [SID_BEGIN, *(code_token(lv, int(c)) for lv, c in enumerate(self.codes[item])), SID_END]
+
     def sid(self, item: int) -> str:
         return format_sid(self.codes[item])
 

@@ -62,3 +62,6 @@ def test_corrupt_report(tmp_path):
     (tmp_path / "report.json").write_text("{")
     with pytest.raises(DataError, match="corrupt report"):
         load_report(tmp_path)
+    (tmp_path / "report.json").write_text('{"uniqueness": 1.0}')
+    with pytest.raises(DataError, match=r"corrupt report: missing \['codebook_size'"):
+        load_report(tmp_path)

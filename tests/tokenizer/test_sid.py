@@ -34,6 +34,7 @@ def test_semantic_ids_mapping_and_files(tmp_path):
     assert sem.sid(1) == "<|sid_begin|><s_a_0><s_b_1><s_c_1><|sid_end|>"
     assert [sem.item_index(s) for s in sem.sids()] == [0, 1, 2]
     assert sem.item_index((2, 0, 0)) == 2
+    assert "".join(sem.tokens_of(1)) == sem.sid(1) and len(sem.tokens_of(1)) == 5
     with pytest.raises(SIDParseError, match="no item"):
         sem.item_index((1, 1, 1))
     toks = sem.tokens()
