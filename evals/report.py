@@ -60,3 +60,26 @@ def write_report(out_dir: str | Path, name: str, title: str, rows: Sequence[dict
     write_text_atomic(paths["md"], f"# {title}\n\n" + markdown_table(rows, columns))
     bar_chart(paths["png"], rows, plot_columns or columns, title)
     return paths
+
+
+def line_chart(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str,
+               xlabel: str = "step", ylabel: str = "") -> Path:
+    """One line per named (x, y) series, written atomically as PNG (training curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (x, y) in series.items():
+        ax.plot(list(x), list(y), label=name, marker="." if len(x) < 40 else None)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path

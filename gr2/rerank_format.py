@@ -99,7 +99,8 @@ class ParsedAnswer:
 
     @property
     def is_identity(self) -> bool:
-        return self.order == list(range(len(self.order)))
+        """The model's own answer reproduces the input order (a fallback is not the model's answer)."""
+        return not self.fallback and self.order == list(range(len(self.order)))
 
 
 def _json_sids(text: str) -> list[str] | None:

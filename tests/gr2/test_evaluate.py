@@ -37,4 +37,4 @@ def test_reranked_answers():
     assert reranked_ranks(EXAMPLES, [a.order for a in answers]).tolist() == [1, 1, 1, 0]
     m = rerank_metrics(EXAMPLES, answers)
     assert m["R@1"] == 1.0 and m["e2e R@5"] == pytest.approx(0.75)
-    assert (m["valid"], m["repaired"], m["fallback"], m["identity"]) == (0.5, 0.25, 0.25, 0.5)
+    assert (m["valid"], m["repaired"], m["fallback"], m["identity"]) == (0.5, 0.25, 0.25, 0.25)

@@ -44,7 +44,7 @@ def test_sids_without_json_are_repaired_in_text_order():
 def test_garbage_falls_back_to_pre_rank():
     for text in ["", "I don't know", "<think>unfinished", '{"recommendations": ["nope"]}']:
         parsed = parse_answer(text, SIDS)
-        assert parsed.fallback and parsed.order == [0, 1, 2, 3, 4] and parsed.is_identity
+        assert parsed.fallback and parsed.order == [0, 1, 2, 3, 4] and not parsed.is_identity
 
 
 def test_hostile_titles_are_inert():

@@ -1,0 +1,130 @@
+"""Stage 3: DAPO reinforcement learning with GR2's verifiable rewards, on TRL's ``GRPOTrainer``.
+
+DAPO settings as ``DESIGN.md`` fixes them: token-level ``dapo`` loss, clip epsilon 0.2 / 0.28
+(clip-higher), no KL term (beta 0), truncated completions masked out of the loss, a soft overlong
+punishment (TRL's ``get_soft_overlong_punishment``), and dynamic sampling
+(``rl.dynamic_sampling``). Only examples whose target is among the candidates are used: the
+reward is defined by where the target moves. Each step logs mean reward, format-valid rate,
+identity-permutation rate, mean rank gain and the share of groups dynamic sampling dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from evals.report import line_chart
+from gr2.base_model import load_base_model
+from gr2.recipes.common import cuda_available, finish_stage, train_resuming
+from gr2.rerank_data import ItemCatalog, RerankExample
+from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
+from rl.reward_funcs import RerankReward
+from rl.rewards import RewardKind
+
+CURVES = {
+    "reward": "mean reward",
+    "rerank/format_valid": "format-valid rate",
+    "rerank/identity": "identity-permutation rate",
+    "rerank/rank_gain": "mean rank gain (positions)",
+    "dynamic_sampling/dropped_group_share": "groups dropped by dynamic sampling",
+}
+
+
+@dataclass
+class DAPOConfig:
+    reward: RewardKind = "conditional"
+    alpha: float = 0.2  # format bonus weight
+    num_generations: int = 8  # G: completions per prompt
+    prompts_per_step: int = 4  # groups per optimizer step
+    learning_rate: float = 5e-6
+    max_steps: int = 200
+    max_completion_length: int = 320
+    soft_punish_cache: int = 64  # the last tokens before the limit are softly punished
+    temperature: float = 1.0
+    epsilon: float = 0.2
+    epsilon_high: float = 0.28
+    dynamic_sampling: bool = True
+    max_refill_rounds: int = 4
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 0
+    bf16: bool = False
+    use_vllm: bool = False  # GPU: rollouts from a `trl vllm-serve` server (TRL's server mode)
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = 8000
+
+
+def rl_dataset(examples: list[RerankExample], catalog: ItemCatalog):
+    from datasets import Dataset
+
+    rows = [{"prompt": catalog.messages(ex), "candidate_sids": catalog.candidate_sids(ex),
+             "target_index": ex.target_index} for ex in examples if ex.target_index is not None]
+    if not rows:
+        raise ValueError("no example has its target among the candidates: nothing to reward")
+    return Dataset.from_list(rows)
+
+
+def grpo_config(out_dir: Path, config: DAPOConfig):
+    from trl import GRPOConfig
+
+    extra = {}
+    if config.use_vllm:
+        extra = dict(use_vllm=True, vllm_mode="server", vllm_server_host=config.vllm_server_host,
+                     vllm_server_port=config.vllm_server_port)
+    return GRPOConfig(
+        output_dir=str(out_dir),
+        loss_type="dapo",
+        epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        beta=0.0,
+        mask_truncated_completions=True,
+        num_generations=config.num_generations,
+        per_device_train_batch_size=config.num_generations * config.prompts_per_step,
+        steps_per_generation=1,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        learning_rate=config.learning_rate,
+        max_steps=config.max_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        report_to=[],
+        seed=config.seed,
+        bf16=config.bf16,
+        use_cpu=not cuda_available(),
+        **extra,
+    )
+
+
+def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: ItemCatalog, out_dir: Path,
+             config: DAPOConfig) -> dict:
+    from trl.rewards import get_soft_overlong_punishment
+
+    out_dir = Path(out_dir)
+    model, tokenizer = load_base_model(model_dir)
+    dataset = rl_dataset(examples, catalog)
+    trainer = DynamicSamplingGRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[RerankReward(config.reward, config.alpha),
+                      get_soft_overlong_punishment(config.max_completion_length, config.soft_punish_cache)],
+        args=grpo_config(out_dir, config),
+        train_dataset=dataset,
+        dynamic_sampling=config.dynamic_sampling,
+        max_refill_rounds=config.max_refill_rounds,
+        refill_seed=config.seed,
+    )
+    result = train_resuming(trainer, out_dir)
+    history = [e for e in trainer.state.log_history if "step" in e]
+    curves = {label: ([e["step"] for e in history if key in e], [e[key] for e in history if key in e])
+              for key, label in CURVES.items()}
+    if trainer.accelerator.is_main_process:
+        for key, label in CURVES.items():
+            if curves[label][0]:
+                line_chart(out_dir / f"curve-{key.replace('/', '-')}.png", {label: curves[label]},
+                           f"RL ({config.reward}): {label}")
+    metrics = {"steps": result.global_step, "train_loss": result.training_loss, "prompts": len(dataset),
+               "curves": {label: {"step": xs, "value": ys} for label, (xs, ys) in curves.items()},
+               "config": asdict(config)}
+    return finish_stage(trainer, tokenizer, out_dir, metrics)
