@@ -53,6 +53,15 @@ class TracesSection:
 
 
 @dataclass
+class RLSection:
+    """Stage 3 (``rl.dapo.DAPOConfig`` fields in ``dapo``); run from the SFT model."""
+
+    rewards: list[str] = field(default_factory=lambda: ["conditional"])  # variants the pipeline trains
+    max_examples: int = 2000  # train-split rerank examples (those with the target among candidates are used)
+    dapo: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class EvalSection:
     splits: list[str] = field(default_factory=lambda: ["valid", "test"])
     max_users: int = 500  # per split, the first users in file order (0 = all)
@@ -72,6 +81,7 @@ class Recipe:
     midtrain: MidtrainConfig = field(default_factory=MidtrainConfig)
     traces: TracesSection = field(default_factory=TracesSection)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    rl: RLSection = field(default_factory=RLSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
 

@@ -27,7 +27,7 @@ from gr2.cli.common import console
 from gr2.config import Recipe, recipe_dict
 from gr2.recipes.common import is_main_process
 
-STAGES = ("tokenizer", "ranker", "pretrain", "midtrain", "traces", "sft", "eval")
+STAGES = ("tokenizer", "ranker", "pretrain", "midtrain", "traces", "sft", "rl", "eval")
 
 
 @dataclass
@@ -57,6 +57,9 @@ class RunLayout:
     @property
     def sft(self) -> Path:
         return self.root / "sft"
+
+    def rl(self, reward: str) -> Path:
+        return self.root / f"rl-{reward}"
 
     @property
     def eval(self) -> Path:
@@ -198,14 +201,35 @@ class Pipeline:
         sft(self.layout.midtrain / "model", load_traces(self.layout.traces), self.catalog, self.layout.sft,
             self.recipe.sft)
 
+    def run_rl(self, rewards: Sequence[str] | None = None) -> None:
+        """Stage 3 from the SFT model, once per reward variant (conditional, and naive as the baseline)."""
+        from rl.dapo import DAPOConfig, train_rl
+
+        section = self.recipe.rl
+        for reward in rewards or section.rewards:
+            if reward not in ("conditional", "naive"):
+                raise DataError(f"unknown reward {reward!r}; available: ['conditional', 'naive']")
+            out = self.layout.rl(reward)
+            if self._done(out / "model"):
+                continue
+            self._start_training(out)
+            try:
+                config = DAPOConfig(**{"seed": self.recipe.seed, **section.dapo, "reward": reward})
+            except TypeError as exc:
+                raise DataError(f"rl.dapo: {exc}") from None
+            examples = self.examples("train", section.max_examples, self.recipe.seed)
+            train_rl(self.layout.sft / "model", examples, self.catalog, out, config)
+
     def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
         from evals.report import write_report
         from gr2.evaluate import METRIC_COLUMNS, rerank_metrics
         from gr2.reranker import Reranker
 
         if models is None:
-            models = {name: path for name, path in (("stage 1", self.layout.midtrain / "model"),
-                                                    ("SFT", self.layout.sft / "model")) if path.exists()}
+            candidates = [("stage 1", self.layout.midtrain / "model"), ("SFT", self.layout.sft / "model"),
+                          ("RL-naive", self.layout.rl("naive") / "model"),
+                          ("RL-conditional", self.layout.rl("conditional") / "model")]
+            models = {name: path for name, path in candidates if path.exists()}
         section = self.recipe.eval
         splits = {s: self.examples(s, section.max_users, self.recipe.seed) for s in section.splits}
         tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None)}]

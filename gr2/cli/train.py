@@ -25,3 +25,12 @@ def _stage(name: str, doc: str):
 _stage("pretrain", "Stage 0: language-model pretraining of the tiny base model on item text.")
 _stage("midtrain", "Stage 1: mid-training on SID <-> text and history -> next-SID tasks.")
 _stage("sft", "Stage 2: SFT on teacher traces (reasoning weighted lambda_r, ranking lambda_o).")
+
+
+@app.command("rl")
+@friendly_errors
+def rl_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list[str] = SetOption,
+           force: bool = ForceOption,
+           reward: list[str] = typer.Option([], help="conditional | naive (repeatable; default: recipe's).")) -> None:
+    """Stage 3: DAPO from the SFT model with GR2's conditional (or the naive) reward; RUN/rl-REWARD/."""
+    make_pipeline(recipe, run, set_, force).run_rl(reward or None)

@@ -19,7 +19,9 @@ SHRINK = {
     "midtrain.mixture.num_examples": 300, "traces.max_examples": 300, "sft.training.max_steps": 10,
     "eval.max_users": 16, "eval.generation.max_new_tokens": 48, "tiny_model.hidden_size": 64,
     "tiny_model.num_attention_heads": 2, "tiny_model.num_key_value_heads": 1, "tiny_model.vocab_size": 1024,
-    "tiny_model.intermediate_size": 128,
+    "tiny_model.intermediate_size": 128, "rl.max_examples": 200,
+    "rl.dapo": "{num_generations: 4, prompts_per_step: 2, max_steps: 2, max_completion_length: 24,"
+               " soft_punish_cache: 8, max_refill_rounds: 1}",
 }
 SETS = [arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value}")]
 
@@ -37,10 +39,11 @@ def test_quickstart_end_to_end(small_run):
     run, output = small_run
     for artifact in ("sid/report.json", "ranker/candidates/summary.json", "stage0/model/config.json",
                      "stage1/model/config.json", "traces/traces.jsonl", "sft/model/config.json",
+                     "rl-conditional/model/config.json", "rl-conditional/curve-reward.png",
                      "eval/rerank-test.md", "eval/rerank-test.png", "manifest.json", "recipe.yaml"):
         assert (run / artifact).exists(), artifact
     report = json.loads((run / "eval" / "rerank-test.json").read_text())
-    assert [r["system"] for r in report["rows"]] == ["pre-rank", "stage 1", "SFT"]
+    assert [r["system"] for r in report["rows"]] == ["pre-rank", "stage 1", "SFT", "RL-conditional"]
     assert report["rows"][0]["valid"] is None and report["rows"][0]["identity"] == 1.0
     assert "| pre-rank |" in output
 
@@ -51,7 +54,7 @@ def test_rerun_skips_finished_stages(small_run):
     again = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS])
     assert again.exit_code == 0, again.output
     timings = json.loads((run / "timings.json").read_text())
-    assert all(timings[s] < 2.0 for s in ("tokenizer", "pretrain", "midtrain", "traces", "sft"))
+    assert all(timings[s] < 2.0 for s in ("tokenizer", "pretrain", "midtrain", "traces", "sft", "rl"))
 
 
 @pytest.mark.slow
