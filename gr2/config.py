@@ -35,9 +35,10 @@ class TokenizerSection:
 @dataclass
 class RankerSection:
     model: str = "sasrec"
+    config: str | None = None  # a rankers YAML (e.g. rankers/sasrec-ml-100k.yaml), relative to the recipe
     k: int = 10  # candidates per user: what the reranker reorders
     folds: int = 2  # cross-fitting folds for train-split candidates
-    options: dict[str, Any] = field(default_factory=dict)  # rankers config fields (epochs, dropout, ...)
+    options: dict[str, Any] = field(default_factory=dict)  # fields overriding the YAML (epochs, dropout, ...)
 
 
 @dataclass
@@ -133,9 +134,12 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
             node = node.setdefault(part, {})
         node[leaf] = value
     try:
-        return from_dict(Recipe, data)
+        recipe = from_dict(Recipe, data)
     except DataError as exc:
         raise DataError(exc.message, path) from None
+    if recipe.ranker.config and not Path(recipe.ranker.config).is_absolute():
+        recipe.ranker.config = str((path.parent / recipe.ranker.config).resolve())
+    return recipe
 
 
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:

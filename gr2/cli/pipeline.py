@@ -130,11 +130,13 @@ class Pipeline:
 
     def run_ranker(self) -> None:
         from rankers.candidates import generate_candidates
-        from rankers.run import train_run
+        from rankers.run import load_config_file, train_run
 
         section = self.recipe.ranker
         if not self._done(self.layout.ranker / "metrics.json"):
-            train_run(self.dataset.name, section.model, self.layout.ranker, dict(section.options),
+            values = load_config_file(section.config) if section.config else {}
+            values.update(section.options)
+            train_run(self.dataset.name, section.model, self.layout.ranker, values,
                       resume=(self.layout.ranker / "config.json").exists() and not self.force)
         if not self._done(self.layout.ranker / "candidates" / "summary.json"):
             generate_candidates(self.layout.ranker, k=section.k, folds=section.folds)

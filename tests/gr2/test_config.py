@@ -38,3 +38,8 @@ def test_overrides(tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in REPO_CONFIGS.glob("*.yaml")))
 def test_shipped_recipes_load(name):
     load_recipe(REPO_CONFIGS / name)
+
+
+def test_ranker_config_resolves_next_to_the_recipe():
+    recipe = load_recipe(REPO_CONFIGS / "ml-100k-tiny.yaml")
+    assert recipe.ranker.config and __import__("pathlib").Path(recipe.ranker.config).is_file()
