@@ -36,12 +36,12 @@ class SASRecConfig:
     content: bool = False  # add a learned projection of the items' text embeddings to the ID embeddings
     loss: str = "ce"  # ce (full softmax) | sampled (sampled softmax with uniform negatives)
     num_negatives: int = 256  # for loss="sampled"
-    lr: float = 1e-3
+    lr: float = 2e-3
     lr_schedule: str = "constant"  # constant | cosine (decay to 5% of lr over `epochs`, after a 1-epoch warmup)
     weight_decay: float = 0.01
-    batch_size: int = 128
-    epochs: int = 200
-    patience: int = 5  # stop after this many evaluations without a better valid NDCG@10
+    batch_size: int = 64
+    epochs: int = 50
+    patience: int = 10  # stop after this many evaluations without a better valid NDCG@10
     eval_every: int = 1  # epochs between valid evaluations
     valid_users: int = 0  # early stopping on a fixed random subset of this many valid users (0 = all)
     window_stride: int = 0  # long training sequences are cut into max_len windows this far apart (0 = max_len)
