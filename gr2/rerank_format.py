@@ -157,3 +157,26 @@ def parse_answer(text: str, candidate_sids: Sequence[str]) -> ParsedAnswer:
         problems.append(f"{len(missing)} candidate(s) missing")
         order += missing
     return ParsedAnswer(order, reasoning, valid=not problems, repaired=bool(problems), problems=problems)
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def answer_grammar(candidate_sids: Sequence[str], max_reasoning_chars: int = 600) -> str:
+    """A GBNF/EBNF grammar (vLLM structured outputs) for a valid answer over these candidates.
+
+    The reasoning is free text without ``<`` (so it cannot open a tag or a SID), then the JSON
+    lists exactly K entries, each one of the request's candidate SIDs. Repeats are possible (a
+    permutation constraint needs 2^K states); the parser repairs them and flags ``repaired``.
+    """
+    if not candidate_sids:
+        raise ValueError("a rerank answer needs at least one candidate")
+    k = len(candidate_sids)
+    sid_rule = " | ".join(_gbnf_literal(f'"{sid}"') for sid in candidate_sids)
+    items = "sid" + ' ", " sid' * (k - 1)
+    return "\n".join([
+        f'root ::= "{THINK_OPEN}" reasoning "{THINK_CLOSE}" "\\n" "{{\\"recommendations\\": [" {items} "]}}"',
+        f"reasoning ::= [^<]{{0,{max_reasoning_chars}}}",
+        f"sid ::= {sid_rule}",
+    ])

@@ -72,3 +72,18 @@ def test_parser_always_returns_a_permutation(noise, perm, use_json):
     text = noise + (format_answer(noise, sids) if use_json else " ".join(sids))
     parsed = parse_answer(text, SIDS)
     assert sorted(parsed.order) == list(range(5))
+
+
+def test_answer_grammar_accepts_exactly_candidate_answers():
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string
+
+    from gr2.rerank_format import answer_grammar
+
+    grammar = xgr.Grammar.from_ebnf(answer_grammar(SIDS, max_reasoning_chars=50))
+    good = format_answer("short reason", [SIDS[3], SIDS[1], SIDS[0], SIDS[4], SIDS[2]])
+    assert _is_grammar_accept_string(grammar, good)
+    assert not _is_grammar_accept_string(grammar, good.replace(SIDS[3], "<|sid_begin|><s_a_77><|sid_end|>"))
+    assert not _is_grammar_accept_string(grammar, format_answer("x", SIDS[:4]))  # too few
+    assert not _is_grammar_accept_string(grammar, format_answer("a <tag> inside", SIDS))  # '<' in reasoning
+    assert not _is_grammar_accept_string(grammar, format_answer("x" * 51, SIDS))  # reasoning too long
