@@ -88,6 +88,8 @@ def measure_codes(x: np.ndarray, quantizer: Quantizer, codes: np.ndarray, dedup:
         "codebook_size": quantizer.codebook_size,
         "dedup_level": dedup,
         "dedup_size": dedup_size,
+        # Identical embeddings (e.g. identical titles) cap what any deterministic quantizer can reach.
+        "distinct_embeddings": uniqueness(x),
         "uniqueness_before_dedup": uniqueness(codes),
         "uniqueness": uniqueness(final),
         **collision_stats(codes),

@@ -35,6 +35,8 @@ def show_report(report: dict[str, Any], title: str) -> None:
         ("items", report["items"]),
         ("levels x codebook size", f"{report['levels']} x {report['codebook_size']}"
                                     + (f" + de-dup ({report['dedup_size']})" if report.get("dedup_level") else "")),
+        ("distinct embeddings (deterministic ceiling)", f"{report['distinct_embeddings']:.2%}"
+         if "distinct_embeddings" in report else "-"),
         ("uniqueness before de-dup", f"{report['uniqueness_before_dedup']:.2%}"),
         ("uniqueness", f"{report['uniqueness']:.2%}"),
         ("largest collision group", report["largest_collision_group"]),

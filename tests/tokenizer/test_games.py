@@ -22,6 +22,7 @@ def test_rq_kmeans_is_bounded_by_identical_titles(games_embeddings, distinct_sha
     r = out.report
     assert (r["levels"], r["codebook_size"]) == (3, 256)
     assert distinct_share < 0.98  # hundreds of Games items share their title with another
+    assert r["distinct_embeddings"] == pytest.approx(distinct_share)
     assert r["uniqueness_before_dedup"] <= distinct_share
     assert r["uniqueness"] == 1.0 and out.semantic_ids is not None
     assert r["same_first_code_cosine"] > r["random_pair_cosine"] + 0.1
