@@ -43,7 +43,7 @@ def tokenizer_bench_cmd(
 def attention_bench_cmd(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
-    repeats: int = typer.Option(7, help="Timed repeats per backend and shape (medians are reported)."),
+    repeats: int = typer.Option(7, help="Timed repeats per backend and shape (the best is reported)."),
     shapes: str = typer.Option("128x50x2x32,128x200x2x32,32x512x2x32",
                                help="Attention shapes batch x length x heads x head_dim, comma separated."),
     steps: str = typer.Option("128x50,128x200", help="SASRec training-step shapes batch x length."),
@@ -66,7 +66,7 @@ def attention_bench_cmd(
                       threads=threads)
     report = friendly_errors(bench_attention)(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     backends = list(report["attention"][0]["seconds"]) if report["attention"] else ["naive"]
-    table = Table(title=f"attention forward+backward on {device} ({threads} threads, median of {repeats})")
+    table = Table(title=f"attention forward+backward on {device} ({threads} threads, best of {repeats})")
     for col in ("batch x length x heads x dim", *[f"{b} ms (x naive)" for b in backends]):
         table.add_column(col, justify="right")
     for row in report["attention"]:
