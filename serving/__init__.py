@@ -1,0 +1,1 @@
+"""Serving GR2 rerankers: vLLM engine wrapper, HTTP API, cascade, guardrails, demo."""

