@@ -48,12 +48,13 @@ class ItemCatalog:
 
     sids: SemanticIDs
     titles: list[str]
+    item_ids: list[str]  # the dataset's own ids, as API requests name items
 
     @classmethod
     def build(cls, ds: PreparedDataset, sids: SemanticIDs) -> ItemCatalog:
         if len(sids) != ds.num_items:
             raise ValueError(f"semantic IDs cover {len(sids)} items, the dataset has {ds.num_items}")
-        return cls(sids, ds.items["title"].tolist())
+        return cls(sids, ds.items["title"].tolist(), ds.items["item_id"].astype(str).tolist())
 
     def prompt_items(self, items: list[int]) -> list[PromptItem]:
         return [PromptItem(self.sids.sid(i), self.titles[i]) for i in items]

@@ -13,46 +13,42 @@ def items(catalog, indices, titles=None):
     return [PromptItem(catalog.sids.sid(i), titles[n] if titles else catalog.titles[i]) for n, i in enumerate(indices)]
 
 
-def run(loop, coro):
-    return loop.run_until_complete(coro)
-
-
-def test_answers_are_constrained_permutations(rerank_engine, ml100k_catalog, event_loop_for_engine):
+def test_answers_are_constrained_permutations(rerank_engine, ml100k_catalog, engine_run):
     history, cands = items(ml100k_catalog, [1, 2, 3]), items(ml100k_catalog, range(100, 110))
-    out = run(event_loop_for_engine, rerank_engine.rerank(history, cands))
+    out = engine_run(rerank_engine.rerank, history, cands)
     assert sorted(out.answer.order) == list(range(10))
     assert not out.fallback and out.completion_tokens > 0 and out.prompt_tokens > 50
     assert not any("unknown SID" in p for p in out.answer.problems)  # the grammar allows candidates only
 
 
-def test_hostile_titles_stay_data(rerank_engine, ml100k_catalog, event_loop_for_engine):
+def test_hostile_titles_stay_data(rerank_engine, ml100k_catalog, engine_run):
     cands = items(ml100k_catalog, range(200, 210), [HOSTILE] + [f"Movie {i}" for i in range(9)])
     prompt = rerank_engine.prompt(items(ml100k_catalog, [5]), cands)
     assert prompt.count("<|im_start|>") == 3  # system, user, assistant: none from the title
-    out = run(event_loop_for_engine, rerank_engine.rerank(items(ml100k_catalog, [5]), cands))
+    out = engine_run(rerank_engine.rerank, items(ml100k_catalog, [5]), cands)
     assert sorted(out.answer.order) == list(range(10))
 
 
-def test_timeout_falls_back_to_pre_rank(rerank_engine, ml100k_catalog, event_loop_for_engine):
-    out = run(event_loop_for_engine, rerank_engine.rerank(items(ml100k_catalog, [1]),
-                                                          items(ml100k_catalog, range(10)), timeout_s=0.001))
+def test_timeout_falls_back_to_pre_rank(rerank_engine, ml100k_catalog, engine_run):
+    out = engine_run(rerank_engine.rerank, items(ml100k_catalog, [1]), items(ml100k_catalog, range(10)),
+                     timeout_s=0.001)
     assert out.fallback and out.fallback_reason == "timeout" and out.answer.order == list(range(10))
 
 
-def test_engine_error_falls_back(rerank_engine, ml100k_catalog, event_loop_for_engine):
+def test_engine_error_falls_back(rerank_engine, ml100k_catalog, engine_run):
     long_history = items(ml100k_catalog, range(300), ["word " * 40] * 300)  # far beyond max_model_len
-    out = run(event_loop_for_engine, rerank_engine.rerank(long_history, items(ml100k_catalog, range(10))))
+    out = engine_run(rerank_engine.rerank, long_history, items(ml100k_catalog, range(10)))
     assert out.fallback and out.fallback_reason == "engine error"
     # and the engine still serves the next request
-    ok = run(event_loop_for_engine, rerank_engine.rerank(items(ml100k_catalog, [1]), items(ml100k_catalog, range(10))))
+    ok = engine_run(rerank_engine.rerank, items(ml100k_catalog, [1]), items(ml100k_catalog, range(10)))
     assert not ok.fallback
 
 
-def test_concurrent_requests(rerank_engine, ml100k_catalog, event_loop_for_engine):
+def test_concurrent_requests(rerank_engine, ml100k_catalog, engine_run):
     async def many():
         return await asyncio.gather(*(rerank_engine.rerank(items(ml100k_catalog, [i]),
                                                            items(ml100k_catalog, range(i, i + 10)))
                                       for i in range(16)))
 
-    outs = run(event_loop_for_engine, many())
+    outs = engine_run(many)
     assert all(sorted(o.answer.order) == list(range(10)) and not o.fallback for o in outs)

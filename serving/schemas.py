@@ -1,0 +1,59 @@
+"""Request and response bodies of the HTTP API (Cohere / vLLM rerank shape plus GR2's fields).
+
+Static caps here reject absurd bodies during parsing; the configurable limits (``ServeLimits``)
+are checked in the handlers so each gets its own 4xx message.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HARD_MAX_ITEMS = 1000
+HARD_MAX_TEXT = 10_000
+
+
+class ItemRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(..., min_length=1, max_length=256, description="Item id as in the served dataset.")
+    title: str | None = Field(None, max_length=HARD_MAX_TEXT,
+                              description="Text to show instead of the catalogue title (treated as data).")
+
+
+class RerankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, max_length=256, description="Ignored unless it names another served model.")
+    history: list[ItemRef] = Field(default_factory=list, max_length=HARD_MAX_ITEMS,
+                                   description="The user's items, oldest first.")
+    candidates: list[ItemRef] = Field(..., min_length=1, max_length=HARD_MAX_ITEMS,
+                                      description="Items to rerank, in the pre-ranker's order.")
+    top_n: int | None = Field(None, ge=1, le=HARD_MAX_ITEMS)
+    return_reasoning: bool = False
+    emphasize_history: list[int] = Field(default_factory=list, max_length=HARD_MAX_ITEMS,
+                                         description="History positions to wrap in emphasis tags (HiLight).")
+
+
+class RerankResult(BaseModel):
+    index: int = Field(..., description="Position of the candidate in the request.")
+    id: str
+    relevance_score: float = Field(..., description="1 for the top result, decreasing linearly with rank.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult]
+    reasoning: str | None = None
+    repaired: bool
+    fallback: bool
+    fallback_reason: str | None = None
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    detail: str
