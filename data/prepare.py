@@ -120,11 +120,10 @@ def save_prepared(ds: PreparedDataset, directory: Path, manifest: dict) -> Path:
         pq.write_table(pa.table(seq_columns), tmp / "sequences.parquet")
         (tmp / "stats.json").write_text(json.dumps(manifest["metrics"], indent=2) + "\n")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        # Keep any cached embeddings of a previous prepare only if the item list is unchanged.
-        old_items = directory / "items.parquet"
-        if (directory / "embeddings").is_dir() and old_items.is_file():
-            if pd.read_parquet(old_items).equals(ds.items):
-                (directory / "embeddings").rename(tmp / "embeddings")
+        # Keep the embeddings of a previous prepare only if the item list is unchanged.
+        old_items, pointer = directory / "items.parquet", directory / "embeddings.json"
+        if pointer.is_file() and old_items.is_file() and pd.read_parquet(old_items).equals(ds.items):
+            pointer.rename(tmp / "embeddings.json")
     ds.path = directory
     return directory
 

@@ -17,11 +17,13 @@ SHARED_GAMES = REPO.parent / "shared" / "datasets" / "games"
 
 @pytest.fixture(scope="session", autouse=True)
 def gr2_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Artifacts of a test session go to a temporary $GR2_HOME; downloads are shared between sessions."""
+    """Artifacts of a test session go to a temporary $GR2_HOME; downloads and the content-addressed
+    embedding cache are shared between sessions (embedding Games takes minutes on 2 cores)."""
     home = tmp_path_factory.mktemp("gr2_home")
-    shared_downloads = Path.home() / ".cache" / "gr2" / "downloads"
-    shared_downloads.mkdir(parents=True, exist_ok=True)
-    (home / "downloads").symlink_to(shared_downloads, target_is_directory=True)
+    for shared in ("downloads", "cache"):
+        target = Path.home() / ".cache" / "gr2" / shared
+        target.mkdir(parents=True, exist_ok=True)
+        (home / shared).symlink_to(target, target_is_directory=True)
     old = os.environ.get("GR2_HOME")
     os.environ["GR2_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
