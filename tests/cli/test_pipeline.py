@@ -75,3 +75,40 @@ def test_sft_under_accelerate_launch_two_cpu_processes(small_run):
 def test_bad_recipe_key_is_a_clean_error(tmp_path):
     result = CliRunner().invoke(app, ["train", "sft", "--run", str(tmp_path), "--set", "sft.trainng.epochs=1"])
     assert result.exit_code == 2 and "unknown key(s) ['trainng']" in result.output
+
+
+@pytest.mark.slow
+def test_gr2_serve_answers_rerank_requests(small_run, ml100k):
+    """`gr2 serve` as a user starts it: a separate process on loopback, a real HTTP request."""
+    import socket
+    import time
+    import urllib.request
+
+    run, _ = small_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gr2.cli", "serve", "--run", str(run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except OSError:
+                time.sleep(2)
+        ids = ml100k.items["item_id"].tolist()
+        body = json.dumps({"history": [{"id": ids[0]}], "candidates": [{"id": i} for i in ids[10:20]]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/rerank", data=body,
+                                         headers={"content-type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+        assert sorted(r["index"] for r in answer["results"]) == list(range(10))
+        assert answer["model"].startswith("gr2-ml-100k-rl-conditional")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
