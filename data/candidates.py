@@ -65,11 +65,16 @@ def load_candidates(run_dir: str | Path, split: str) -> pd.DataFrame:
         raise DataError("scores and candidates differ in length", path)
     if len(df) and (df["cut"].to_numpy() != CUTS[split]).any():
         raise DataError(f"{split} rows must have cut={CUTS[split]}", path)
-    for row, (cands, scores) in enumerate(zip(df["candidates"], df["scores"], strict=True)):
-        if len(set(cands.tolist())) != len(cands):
-            raise DataError(f"row {row}: duplicate candidates", path)
-        if np.any(np.diff(scores) > 0):
-            raise DataError(f"row {row}: candidates are not in pre-rank (descending score) order", path)
+    if len(df):
+        cands = np.stack(df["candidates"].to_numpy())
+        scores = np.stack(df["scores"].to_numpy())
+        ordered = np.sort(cands, axis=1)
+        dup = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+        if len(dup):
+            raise DataError(f"row {int(dup[0])}: duplicate candidates", path)
+        unordered = np.flatnonzero((np.diff(scores, axis=1) > 0).any(axis=1))
+        if len(unordered):
+            raise DataError(f"row {int(unordered[0])}: candidates are not in pre-rank (descending score) order", path)
     df.attrs["k"] = int(lengths[0]) if len(df) else 0
     df.attrs["split"] = split
     return df

@@ -121,3 +121,8 @@ def test_bad_inputs(tmp_path, pop_run):
     pd.DataFrame(df).to_parquet(bad / "test.parquet")
     with pytest.raises(DataError, match="not in pre-rank"):
         load_candidates(tmp_path / "bad", "test")
+    df = load_candidates(pop_run[0], "test").head(3).copy()
+    df["candidates"] = [np.r_[c[:1], c[:-1]] for c in df["candidates"]]
+    pd.DataFrame(df).to_parquet(bad / "test.parquet")
+    with pytest.raises(DataError, match="row 0: duplicate candidates"):
+        load_candidates(tmp_path / "bad", "test")
