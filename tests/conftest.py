@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_GAMES = REPO.parent / "shared" / "datasets" / "games"
 
 
+def small_model_config():
+    """A Qwen3 of ~0.2M parameters: the tests check plumbing and learning signals, not quality."""
+    from gr2.base_model import TinyModelConfig
+
+    return TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           num_key_value_heads=1, intermediate_size=128)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def gr2_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Artifacts of a test session go to a temporary $GR2_HOME; downloads and the content-addressed
@@ -132,3 +140,15 @@ def ml100k_examples(ml100k):
             cands[int(rng.integers(10))] = int(target)
         examples.append(RerankExample(int(u), hist[-10:].tolist(), cands, int(target), "test"))
     return examples
+
+
+@pytest.fixture(scope="session")
+def tiny_sid_model(ml100k, ml100k_catalog, tmp_path_factory):
+    """An untrained small model that already knows the catalogue's SID tokens (what stage 1 starts from)."""
+    from gr2.base_model import build_tiny_model
+    from gr2.recipes.common import save_model
+    from tokenizer.vocab import extend_vocabulary
+
+    model, tok = build_tiny_model(ml100k.item_texts(), small_model_config())
+    extend_vocabulary(tok, model, ml100k_catalog.sids, item_texts=ml100k.item_texts())
+    return save_model(model, tok, tmp_path_factory.mktemp("tiny_sid") / "model")

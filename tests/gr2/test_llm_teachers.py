@@ -12,22 +12,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
-from gr2.recipes.common import save_model
 from gr2.teachers import HFTeacher, LLMTeacherConfig, OpenAITeacher
 from gr2.teachers.base import targeted_messages
 from gr2.traces import TraceConfig, generate_traces
-from tokenizer.vocab import extend_vocabulary
-
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(ml100k, ml100k_catalog, tmp_path_factory):
-    model, tok = build_tiny_model(ml100k.item_texts(), SMALL)
-    extend_vocabulary(tok, model, ml100k_catalog.sids, item_texts=ml100k.item_texts())
-    return save_model(model, tok, tmp_path_factory.mktemp("teacher") / "model")
 
 
 def free_port() -> int:
@@ -37,11 +24,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def vllm_endpoint(teacher_dir, tmp_path_factory):
+def vllm_endpoint(tiny_sid_model, tmp_path_factory):
     """`vllm serve` on loopback; stopped when the module's tests end."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("vllm") / "server.log", "w")
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(teacher_dir),
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_sid_model),
            "--served-model-name", "tiny-teacher", "--host", "127.0.0.1", "--port", str(port),
            "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.1"]
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}
@@ -90,8 +77,8 @@ def test_openai_teacher_against_vllm_serve(vllm_endpoint, ml100k_catalog, ml100k
 
 
 @pytest.mark.slow
-def test_hf_teacher_samples(teacher_dir, ml100k_catalog, ml100k_examples):
-    teacher = HFTeacher(ml100k_catalog, teacher_dir, LLMTeacherConfig(max_tokens=24, temperature=1.0))
+def test_hf_teacher_samples(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    teacher = HFTeacher(ml100k_catalog, tiny_sid_model, LLMTeacherConfig(max_tokens=24, temperature=1.0))
     ex = ml100k_examples[1]
     texts = {teacher.reply(ex, ml100k_catalog.messages(ex), False, np.random.default_rng(s)).text for s in range(3)}
     assert len(texts) > 1  # sampled, not greedy

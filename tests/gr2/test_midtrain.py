@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
+from gr2.base_model import build_tiny_model
 from gr2.midtrain_corpus import MixtureConfig
 from gr2.recipes.common import LoraSettings, TrainingSettings, save_model
 from gr2.recipes.midtrain import MidtrainConfig, midtrain
+from tests.conftest import small_model_config
 
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
+SMALL = small_model_config()
 
 
 @pytest.fixture(scope="module")

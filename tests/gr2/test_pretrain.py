@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
+from gr2.base_model import build_tiny_model
 from gr2.recipes.common import TrainingSettings, latest_checkpoint
 from gr2.recipes.pretrain import PretrainConfig, pretrain_on_text
+from tests.conftest import small_model_config
 
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
+SMALL = small_model_config()
 
 
 def title_loss(model, tok, titles):

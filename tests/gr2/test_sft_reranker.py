@@ -6,17 +6,12 @@ import json
 
 import pytest
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
 from gr2.evaluate import rerank_metrics
-from gr2.recipes.common import TrainingSettings, latest_checkpoint, save_model
+from gr2.recipes.common import TrainingSettings, latest_checkpoint
 from gr2.recipes.sft import SFTStageConfig, encode_traces, sft
 from gr2.reranker import GenerationSettings, Reranker
 from gr2.teachers import HeuristicTeacher
 from gr2.traces import TraceConfig, generate_traces
-from tokenizer.vocab import extend_vocabulary
-
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +21,10 @@ def traces(ml100k_catalog, ml100k_cooc, ml100k_examples):
     return records
 
 
-@pytest.fixture(scope="module")
-def sid_model_dir(ml100k, ml100k_catalog, tmp_path_factory):
-    model, tok = build_tiny_model(ml100k.item_texts(), SMALL)
-    extend_vocabulary(tok, model, ml100k_catalog.sids, item_texts=ml100k.item_texts())
-    return save_model(model, tok, tmp_path_factory.mktemp("stage1") / "model")
-
-
-def test_emphasis_share(traces, ml100k_catalog, sid_model_dir):
+def test_emphasis_share(traces, ml100k_catalog, tiny_sid_model):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(sid_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_sid_model)
     cited = sum(1 for t in traces if t["evidence"])
     rows = encode_traces(traces, ml100k_catalog, tok, SFTStageConfig(emphasis_share=1.0))
     assert sum(r["emphasised"] for r in rows) == cited > 0
@@ -47,10 +35,10 @@ def test_emphasis_share(traces, ml100k_catalog, sid_model_dir):
 
 
 @pytest.mark.slow
-def test_sft_then_rerank(traces, ml100k_catalog, ml100k_examples, sid_model_dir, tmp_path):
+def test_sft_then_rerank(traces, ml100k_catalog, ml100k_examples, tiny_sid_model, tmp_path):
     config = SFTStageConfig(training=TrainingSettings(max_steps=30, batch_size=8, learning_rate=3e-3,
                                                       save_steps=15, logging_steps=5, max_length=1024))
-    metrics = sft(sid_model_dir, traces, ml100k_catalog, tmp_path, config)
+    metrics = sft(tiny_sid_model, traces, ml100k_catalog, tmp_path, config)
     assert metrics["steps"] == 30 and metrics["traces"] == len(traces)
     assert latest_checkpoint(tmp_path).endswith("checkpoint-30")
     log = json.loads((tmp_path / "checkpoint-30" / "trainer_state.json").read_text())["log_history"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
+from gr2.base_model import build_tiny_model
 from gr2.rerank_format import PromptItem, build_messages, format_answer
 from gr2.weighted_sft import (
     LossWeights,
@@ -14,9 +14,9 @@ from gr2.weighted_sft import (
     encode_weighted_example,
     weighted_token_loss,
 )
+from tests.conftest import small_model_config
 
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
+SMALL = small_model_config()
 SIDS = [f"<|sid_begin|><s_a_{i}><|sid_end|>" for i in range(4)]
 
 

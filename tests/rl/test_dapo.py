@@ -8,16 +8,11 @@ import json
 import pytest
 import torch
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
-from gr2.recipes.common import save_model
 from gr2.rerank_format import format_answer
 from rl.dapo import DAPOConfig, rl_dataset, train_rl
 from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
 from rl.reward_funcs import RerankReward
-from tokenizer.vocab import extend_vocabulary
 
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
 SIDS = [f"<|sid_begin|><s_a_{i}><|sid_end|>" for i in range(4)]
 
 
@@ -35,13 +30,6 @@ def test_reward_adapter_scores_and_logs():
     assert logged["rerank/rank_gain"] == pytest.approx((2 + 0 - 0) / 3)  # fallback keeps the pre-rank order
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(ml100k, ml100k_catalog, tmp_path_factory):
-    model, tok = build_tiny_model(ml100k.item_texts(), SMALL)
-    extend_vocabulary(tok, model, ml100k_catalog.sids, item_texts=ml100k.item_texts())
-    return save_model(model, tok, tmp_path_factory.mktemp("rl") / "model")
-
-
 def constant_or_varied(prompts, completions, kind, **_):
     """'const' prompts always earn 1 (zero-variance groups); 'varied' ones earn a hash of the text."""
     return [1.0 if k == "const" else int(hashlib.md5(str(c).encode()).hexdigest(), 16) % 997 / 997
@@ -49,7 +37,7 @@ def constant_or_varied(prompts, completions, kind, **_):
 
 
 @pytest.mark.slow
-def test_dynamic_sampling_keeps_only_informative_groups(tiny_dir, tmp_path):
+def test_dynamic_sampling_keeps_only_informative_groups(tiny_sid_model, tmp_path):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
@@ -60,7 +48,8 @@ def test_dynamic_sampling_keeps_only_informative_groups(tiny_dir, tmp_path):
                       max_completion_length=12, loss_type="dapo", beta=0.0, report_to=[], use_cpu=True,
                       max_steps=1, temperature=1.0, logging_steps=1)
     trainer = DynamicSamplingGRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(tiny_dir), processing_class=AutoTokenizer.from_pretrained(tiny_dir),
+        model=AutoModelForCausalLM.from_pretrained(tiny_sid_model),
+        processing_class=AutoTokenizer.from_pretrained(tiny_sid_model),
         reward_funcs=[constant_or_varied], args=args, train_dataset=data, max_refill_rounds=6)
     trainer.model.train()
     inputs = [data[i] for i in (0, 1, 2, 3) for _ in range(g)]  # 2 varied and 2 const groups
@@ -80,10 +69,10 @@ def test_dynamic_sampling_keeps_only_informative_groups(tiny_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_rl_runs_and_plots(tiny_dir, ml100k_catalog, ml100k_examples, tmp_path):
+def test_train_rl_runs_and_plots(tiny_sid_model, ml100k_catalog, ml100k_examples, tmp_path):
     config = DAPOConfig(num_generations=4, prompts_per_step=2, max_steps=2, max_completion_length=24,
                         soft_punish_cache=8, max_refill_rounds=1, save_steps=2, learning_rate=1e-4)
-    metrics = train_rl(tiny_dir, ml100k_examples[:20], ml100k_catalog, tmp_path, config)
+    metrics = train_rl(tiny_sid_model, ml100k_examples[:20], ml100k_catalog, tmp_path, config)
     assert metrics["steps"] == 2 and metrics["prompts"] == len(rl_dataset(ml100k_examples[:20], ml100k_catalog))
     curves = metrics["curves"]
     assert len(curves["mean reward"]["value"]) == 2

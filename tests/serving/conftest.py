@@ -10,20 +10,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from gr2.base_model import TinyModelConfig, build_tiny_model
-from gr2.recipes.common import save_model
-from tokenizer.vocab import extend_vocabulary
-
-SMALL = TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=128)
-
-
-@pytest.fixture(scope="session")
-def tiny_sid_model(ml100k, ml100k_catalog, tmp_path_factory):
-    model, tok = build_tiny_model(ml100k.item_texts(), SMALL)
-    extend_vocabulary(tok, model, ml100k_catalog.sids, item_texts=ml100k.item_texts())
-    return save_model(model, tok, tmp_path_factory.mktemp("serving") / "model")
-
 
 @pytest.fixture(scope="session")
 def served(tiny_sid_model, ml100k_catalog):
