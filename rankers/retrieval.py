@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from data.cooccurrence import cooccurrence_matrix, item_counts
 from rankers.errors import ConfigError
 
 
@@ -65,28 +66,13 @@ class CooccurrenceRanker:
 
     def fit(self, sequences: Sequence[np.ndarray], num_items: int) -> CooccurrenceRanker:
         cfg = self.config
-        if cfg.window < 1:
-            raise ConfigError(f"co-occurrence window must be >= 1, got {cfg.window}")
-        rows, cols, vals = [], [], []
-        for gap in range(1, cfg.window + 1):
-            pairs = [(s[:-gap], s[gap:]) for s in sequences if len(s) > gap]
-            if not pairs:
-                break
-            a = np.concatenate([p[0] for p in pairs])
-            b = np.concatenate([p[1] for p in pairs])
-            rows += [a, b]
-            cols += [b, a]
-            vals += [np.full(len(a), 1.0 / gap), np.full(len(a), cfg.backward_weight / gap)]
-        counts = np.bincount(np.concatenate(list(sequences)), minlength=num_items).astype(np.float64)
-        if rows:
-            r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-            keep = r != c
-            m = sp.coo_matrix((v[keep], (r[keep], c[keep])), shape=(num_items, num_items)).tocsr()
-            m.sum_duplicates()
-            m = m @ sp.diags(1.0 / np.maximum(counts, 1.0) ** cfg.popularity_alpha)
-        else:
-            m = sp.csr_matrix((num_items, num_items))
-        self.matrix = m.astype(np.float32).tocsr()
+        try:
+            self.matrix = cooccurrence_matrix(sequences, num_items, window=cfg.window,
+                                              backward_weight=cfg.backward_weight,
+                                              popularity_alpha=cfg.popularity_alpha)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        counts = item_counts(sequences, num_items)
         # Items nobody co-occurs with are ordered by popularity, a millionth of a co-occurrence point apart.
         self.fallback = (1e-6 * counts / max(counts.max(), 1.0)).astype(np.float32)
         return self
