@@ -13,7 +13,8 @@ from rich.table import Table
 from data.errors import DataError
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are never hard-wrapped: users copy the file paths and messages out of them.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
