@@ -19,7 +19,9 @@ def test_prepare_and_stats(recbole_dir):
     assert "cli-tiny" in result.output and "interactions" in result.output
     result = runner.invoke(app, ["data", "stats", "cli-tiny"])
     assert result.exit_code == 0
-    assert "11" in result.output  # interactions
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in result.output.splitlines() if line.count("│") == 3}
+    assert (rows["users"], rows["items"], rows["interactions"]) == ("4", "5", "11")
 
 
 def test_bad_file_exits_2_with_location(recbole_dir):
