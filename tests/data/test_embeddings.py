@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 
@@ -39,7 +41,8 @@ def test_cache_key_follows_text(recbole_dir, ml100k_embeddings):
 
     first = embed_items(prepare(PrepareConfig(str(recbole_dir), name="emb")), show_progress=False)
     item = recbole_dir / "tiny.item"
-    item.write_text(item.read_text().replace("Alpha Quest", "Alpha Quest II"))
+    # a title no earlier session has embedded: the cache under $GR2_HOME/cache is shared between sessions
+    item.write_text(item.read_text().replace("Alpha Quest", f"Alpha Quest {uuid.uuid4().hex[:8]}"))
     second = embed_items(prepare(PrepareConfig(str(recbole_dir), name="emb")), show_progress=False)
     assert not second.cached and second.path != first.path
     assert not np.allclose(first.vectors[0], second.vectors[0])
