@@ -1,7 +1,7 @@
 """Read the pre-ranker's candidate files (written by ``gr2 rank candidates``) for the reranking stages.
 
 Layout: ``RUN_DIR/candidates/{train,valid,test}.parquet`` + ``RUN_DIR/candidates/summary.json``.
-One row per user, columns:
+One row per user (train: one per user and cut), columns:
 
 | column        | type          | meaning                                                                 |
 | ------------- | ------------- | ----------------------------------------------------------------------- |
@@ -9,7 +9,7 @@ One row per user, columns:
 | `user_id`     | string        | the original user id                                                    |
 | `target`      | int64         | item index of the held-out next item                                    |
 | `history_len` | int32         | items before the target: the history is ``sequence[:history_len]``      |
-| `cut`         | int8          | items cut from the end of the sequence: 3 train, 2 valid, 1 test        |
+| `cut`         | int8          | items cut from the end of the sequence: >= 3 train, 2 valid, 1 test     |
 | `candidates`  | list<int64>   | the top-K item indices in pre-rank order (best first), history excluded |
 | `scores`      | list<float32> | the pre-ranker's score of each candidate, parallel to `candidates`      |
 | `target_rank` | int64         | 1-based rank of the target in the pre-ranker's full ranking             |
@@ -63,8 +63,9 @@ def load_candidates(run_dir: str | Path, split: str) -> pd.DataFrame:
         raise DataError("rows have different numbers of candidates", path)
     if (df["scores"].map(len).to_numpy() != lengths).any():
         raise DataError("scores and candidates differ in length", path)
-    if len(df) and (df["cut"].to_numpy() != CUTS[split]).any():
-        raise DataError(f"{split} rows must have cut={CUTS[split]}", path)
+    cuts = df["cut"].to_numpy()
+    if len(df) and (cuts < CUTS[split] if split == "train" else cuts != CUTS[split]).any():
+        raise DataError(f"{split} rows must have cut {'>=' if split == 'train' else '='} {CUTS[split]}", path)
     if len(df):
         cands = np.stack(df["candidates"].to_numpy())
         scores = np.stack(df["scores"].to_numpy())

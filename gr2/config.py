@@ -38,6 +38,7 @@ class RankerSection:
     config: str | None = None  # a rankers YAML (e.g. rankers/sasrec-ml-100k.yaml), relative to the recipe
     k: int = 10  # candidates per user: what the reranker reorders
     folds: int = 2  # cross-fitting folds for train-split candidates
+    train_cuts: int = 1  # train-split examples per user (targets seq[-3], seq[-4], ...): more SFT / RL data
     options: dict[str, Any] = field(default_factory=dict)  # fields overriding the YAML (epochs, dropout, ...)
 
 

@@ -28,8 +28,13 @@ def reranked_ranks(examples: Sequence[RerankExample], orders: Sequence[Sequence[
     return ranks
 
 
-def rerank_metrics(examples: Sequence[RerankExample], answers: Sequence[ParsedAnswer] | None) -> dict[str, float]:
-    """Metrics of one system; ``answers=None`` is the pre-rank order itself."""
+def rerank_metrics(examples: Sequence[RerankExample], answers: Sequence[ParsedAnswer] | None,
+                   candidate_recall: float | None = None) -> dict[str, float]:
+    """Metrics of one system; ``answers=None`` is the pre-rank order itself.
+
+    ``candidate_recall``: when ``examples`` hold only rows whose target is a candidate (a sample of them),
+    the split's share of such rows; end-to-end metrics are then the conditional ones times that share
+    (every other user is a miss whatever the order). Without it, end-to-end metrics are over ``examples``."""
     k = len(examples[0].candidates) if examples else 0
     orders = [a.order for a in answers] if answers is not None else [list(range(len(e.candidates))) for e in examples]
     ranks = reranked_ranks(examples, orders)
@@ -44,9 +49,9 @@ def rerank_metrics(examples: Sequence[RerankExample], answers: Sequence[ParsedAn
         "R@1": hit_rate_at_k(cond, 1) if len(cond) else 0.0,
         "R@5": hit_rate_at_k(cond, 5) if len(cond) else 0.0,
         "NDCG@5": ndcg_at_k(cond, 5) if len(cond) else 0.0,
-        "e2e R@5": hit_rate_at_k(ranks, 5),
-        "e2e NDCG@5": ndcg_at_k(ranks, 5),
+        "e2e R@5": hit_rate_at_k(ranks, 5) if candidate_recall is None else hit_rate_at_k(cond, 5) * candidate_recall,
+        "e2e NDCG@5": ndcg_at_k(ranks, 5) if candidate_recall is None else ndcg_at_k(cond, 5) * candidate_recall,
         "valid": share("valid"), "repaired": share("repaired"), "fallback": share("fallback"),
         "identity": share("is_identity") if flags else 1.0,
-        "users": len(examples), "with_target": int(present.sum()), "k": k,
+        "users": len(examples), "with_target": int(present.sum()), "k": k, "candidate_recall": candidate_recall,
     }

@@ -9,6 +9,7 @@ training stages themselves resume from their newest checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -93,11 +94,15 @@ class Pipeline:
 
         return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid))
 
-    def examples(self, split: str, limit: int, seed: int):
+    def examples(self, split: str, limit: int, seed: int, with_target: bool = False):
+        """A split's rerank examples (a seeded sample of ``limit`` rows); ``with_target`` keeps only rows whose
+        target is a candidate: the only ones a teacher can explain, a reward can score or a reranker can change."""
         from data.candidates import load_candidates
         from gr2.rerank_data import examples_from_candidates
 
         frame = load_candidates(self.layout.ranker, split)
+        if with_target:
+            frame = frame[frame["target_rank"] <= self.recipe.ranker.k]
         if limit and len(frame) > limit:
             rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
             frame = frame.iloc[rows]
@@ -138,8 +143,10 @@ class Pipeline:
             values.update(section.options)
             train_run(self.dataset.name, section.model, self.layout.ranker, values,
                       resume=(self.layout.ranker / "config.json").exists() and not self.force)
-        if not self._done(self.layout.ranker / "candidates" / "summary.json"):
-            generate_candidates(self.layout.ranker, k=section.k, folds=section.folds)
+        summary = self.layout.ranker / "candidates" / "summary.json"
+        wanted = {"k": section.k, "train_cuts": section.train_cuts}
+        if not self._done(summary) or {key: json.loads(summary.read_text()).get(key, 1) for key in wanted} != wanted:
+            generate_candidates(self.layout.ranker, k=section.k, folds=section.folds, train_cuts=section.train_cuts)
 
     def run_pretrain(self) -> None:
         from gr2.base_model import build_tiny_model
@@ -186,7 +193,7 @@ class Pipeline:
         if self._done(self.layout.traces):
             return
         section = self.recipe.traces
-        examples = self.examples("train", section.max_examples, self.recipe.seed)
+        examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
         records, summary = generate_traces(examples, self.catalog, self.teacher(), section.trace)
         write_traces(self.layout.traces, records, summary)
         console.print(f"traces: {summary['accepted']:,} accepted of {summary['attempted']:,} "
@@ -219,7 +226,7 @@ class Pipeline:
                 config = DAPOConfig(**{"seed": self.recipe.seed, **section.dapo, "reward": reward})
             except TypeError as exc:
                 raise DataError(f"rl.dapo: {exc}") from None
-            examples = self.examples("train", section.max_examples, self.recipe.seed)
+            examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
             train_rl(self.layout.sft / "model", examples, self.catalog, out, config)
 
     def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
@@ -233,14 +240,20 @@ class Pipeline:
                           ("RL-conditional", self.layout.rl("conditional") / "model")]
             models = {name: path for name, path in candidates if path.exists()}
         section = self.recipe.eval
-        splits = {s: self.examples(s, section.max_users, self.recipe.seed) for s in section.splits}
-        tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None)}]
+        # Rerankers only run where the target is a candidate (elsewhere no order can find it); end-to-end
+        # metrics count every user of the split, each user without the target as a miss.
+        from data.candidates import load_candidates
+
+        users = {s: len(load_candidates(self.layout.ranker, s)) for s in section.splits}
+        splits = {s: self.examples(s, section.max_users, self.recipe.seed, with_target=True) for s in section.splits}
+        recall = {s: len(self.examples(s, 0, 0, with_target=True)) / users[s] for s in section.splits}
+        tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None, recall[s])}]
                                          for s, ex in splits.items()}
         for name, path in models.items():
             reranker = Reranker.from_dir(path, self.catalog, section.generation)
             for split, examples in splits.items():
                 answers = reranker.rerank(examples, progress=True)
-                tables[split].append({"system": name, **rerank_metrics(examples, answers)})
+                tables[split].append({"system": name, **rerank_metrics(examples, answers, recall[split])})
         for split, rows in tables.items():
             paths = write_report(self.layout.eval, f"rerank-{split}", f"Rerank on {self.dataset.name} ({split})",
                                  rows, METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5", "valid", "identity"))

@@ -62,15 +62,17 @@ def candidates_cmd(
     run: Path = typer.Option(..., help="A run directory written by `gr2 rank train`."),
     k: int = typer.Option(10, help="Candidates per user."),
     folds: int = typer.Option(2, help="Cross-fitting folds for the train split (>= 2)."),
+    train_cuts: int = typer.Option(1, help="Train-split examples per user (targets seq[-3], seq[-4], ...)."),
 ) -> None:
     """Write per-user top-K candidates (train / valid / test Parquet) and each split's candidate recall."""
     from rankers.candidates import generate_candidates
 
-    summary = generate_candidates(run, k=k, folds=folds)
+    summary = generate_candidates(run, k=k, folds=folds, train_cuts=train_cuts)
     from gr2.cli.common import print_table
 
     print_table(f"candidate recall@{k} ({summary['model']} on {summary['dataset']})",
-                [(split, f"{summary['recall'][split]:.4f} of {summary['users'][split]:,} users")
+                [(split, f"{summary['recall'][split]:.4f} of {summary['rows'][split]:,} rows "
+                           f"({summary['users'][split]:,} users)")
                  for split in ("train", "valid", "test")])
     console.print(f"train split: {summary['train_split']}")
     console.print(f"-> {run / 'candidates'}")

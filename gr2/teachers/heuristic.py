@@ -5,6 +5,10 @@ built only from evidence it really used (shared title words, co-occurrence with 
 and every trace it writes says in its provenance that it is heuristic, so nobody mistakes it for
 an LLM's reasoning. Rejection mode samples rankings from a Plackett-Luce distribution over its
 scores (Gumbel noise at ``temperature``).
+
+With ``promote`` > 0 the teacher moves only its ``promote`` best candidates to the top and keeps the
+rest in pre-rank order: it changes the ranking where it has evidence and trusts the pre-ranker
+elsewhere. Such answers are also far easier for a small student to write as valid permutations.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class HeuristicTeacherConfig:
     cooccurrence_weight: float = 1.0
     prior_weight: float = 0.5  # trust in the pre-ranker's order
     temperature: float = 0.3  # Gumbel noise scale for sampled rankings (rejection mode)
+    promote: int = 0  # > 0: move only the top ``promote`` picks up, the rest keep pre-rank order
+    title_chars: int = 60  # titles are cut to this length in rationales
 
 
 class HeuristicTeacher:
@@ -74,6 +80,9 @@ class HeuristicTeacher:
         if reveal_target and example.target_index is not None:
             order.remove(example.target_index)
             order.insert(0, example.target_index)
+        if self.config.promote > 0:
+            picks = order[: self.config.promote]
+            order = picks + [i for i in range(len(example.candidates)) if i not in picks]
         reasoning, evidence = self.rationale(example, order, overlap, cooc)
         text = format_answer(reasoning, self.catalog.sids.sids([example.candidates[i] for i in order]))
         provenance = {"teacher": "heuristic", "heuristic": True, "revealed_target": reveal_target,
@@ -84,7 +93,7 @@ class HeuristicTeacher:
                   cooc: np.ndarray) -> tuple[str, list[int]]:
         """Two or three templated sentences citing the history items that support the top picks."""
         titles = self.catalog.titles
-        short = lambda i: sanitize_item_text(titles[i], max_chars=60)  # noqa: E731
+        short = lambda i: sanitize_item_text(titles[i], max_chars=self.config.title_chars)  # noqa: E731
         sentences, evidence = [], []
         if example.history:
             recent = ", ".join(short(i) for i in example.history[-2:])

@@ -89,6 +89,29 @@ def test_train_split_is_cross_fitted(pop_run, ml100k):
     assert (fair > leaky_ranks).sum() > 5 * (fair < leaky_ranks).sum()  # the leaky model flatters its targets
 
 
+def test_train_split_with_several_cuts_is_cross_fitted(ml100k, tmp_path):
+    """train_cuts=3: three rows a user (targets seq[-3], seq[-4], seq[-5]), none seen by the model that ranked it."""
+    out = tmp_path / "pop"
+    train_run("ml-100k", "pop", out, progress=False)
+    summary = generate_candidates(out, k=10, folds=2, train_cuts=3, progress=False)
+    df = load_candidates(out, "train")
+    assert summary["rows"]["train"] == len(df) == 3 * 943 and summary["users"]["train"] == 943
+    assert summary["train_cuts"] == 3 and sorted(set(df["cut"])) == [3, 4, 5]
+    seqs = [ml100k.sequences[u] for u in df["user"]]
+    assert (df["target"].to_numpy() == [s[len(s) - c] for s, c in zip(seqs, df["cut"], strict=True)]).all()
+    assert (df["history_len"].to_numpy() == [len(s) - c for s, c in zip(seqs, df["cut"], strict=True)]).all()
+    folds = fold_of_users(ml100k.num_users, 2, seed=1234)
+    for fold in range(2):
+        fitted = [s[:-5] if folds[u] == fold else s[:-2] for u, s in enumerate(ml100k.sequences)]
+        pop = PopularityRanker().fit(fitted, ml100k.num_items)
+        rows = df[folds[df["user"].to_numpy()] == fold].head(60)
+        hist = [ml100k.sequences[u][:h] for u, h in zip(rows["user"], rows["history_len"], strict=True)]
+        assert (rows["target_rank"].to_numpy() == ranks_from_scores(pop.score(hist), rows["target"].to_numpy(),
+                                                                    hist)).all()
+    with pytest.raises(ConfigError, match="train_cuts must be at least 1"):
+        generate_candidates(out, k=10, folds=2, train_cuts=0, progress=False)
+
+
 def test_sasrec_candidates_on_synthetic(synthetic, tmp_path):
     out = tmp_path / "sasrec"
     config = dict(hidden=32, heads=1, blocks=1, max_len=20, dropout=0.1, lr=5e-3, batch_size=16, epochs=3)
