@@ -3,11 +3,13 @@
 Every valid request gets a permutation of its candidates: guided decoding limits the model to
 the candidates, the parser repairs what remains, and a slow or failed engine yields the pre-rank
 order with ``fallback: true``. Invalid requests get a 4xx naming what was wrong; item text is
-stripped of special tokens before it reaches a prompt.
+stripped of special tokens before it reaches a prompt. ``/v1/recommend`` exists when the server has
+a ``Cascade`` (a run with a trained ranker): retrieval -> ranker -> the same rerank path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -19,9 +21,20 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gr2.rerank_data import ItemCatalog
-from gr2.rerank_format import PromptItem, sanitize_item_text
-from serving.engine import RerankEngine
-from serving.schemas import ErrorBody, ItemRef, RerankRequest, RerankResponse, RerankResult, Usage
+from gr2.rerank_format import ParsedAnswer, PromptItem, sanitize_item_text
+from serving.cascade import Cascade
+from serving.engine import BaseRerankEngine, RerankOutcome
+from serving.schemas import (
+    ErrorBody,
+    ItemRef,
+    Recommendation,
+    RecommendRequest,
+    RecommendResponse,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    Usage,
+)
 
 
 @dataclass
@@ -43,8 +56,12 @@ class Metrics:
                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 
 
-def create_app(engine: RerankEngine, catalog: ItemCatalog, model_name: str, limits: ServeLimits | None = None,
-               start_engine: bool = True) -> FastAPI:
+# 400: a body that is not JSON at all; 404: unknown model or user; 413: body too large; 422: invalid fields.
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422)}
+
+
+def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, limits: ServeLimits | None = None,
+               start_engine: bool = True, cascade: Cascade | None = None) -> FastAPI:
     limits = limits or ServeLimits()
     metrics = Metrics()
     index_of = {item_id: i for i, item_id in enumerate(catalog.item_ids)}
@@ -70,8 +87,8 @@ def create_app(engine: RerankEngine, catalog: ItemCatalog, model_name: str, limi
         metrics.requests.labels(request.url.path, str(response.status_code)).inc()
         return response
 
-    def resolve(refs: list[ItemRef], field: str) -> list[PromptItem]:
-        items = []
+    def resolve(refs: list[ItemRef], field: str) -> tuple[list[int], list[PromptItem]]:
+        indices, items = [], []
         for n, ref in enumerate(refs):
             i = index_of.get(ref.id)
             if i is None:
@@ -79,12 +96,38 @@ def create_app(engine: RerankEngine, catalog: ItemCatalog, model_name: str, limi
             if ref.title is not None and len(ref.title) > limits.max_text_chars:
                 raise HTTPException(422, f"{field}[{n}].title: longer than {limits.max_text_chars} characters")
             title = sanitize_item_text(ref.title if ref.title is not None else catalog.titles[i])
+            indices.append(i)
             items.append(PromptItem(catalog.sids.sid(i), title))
-        return items
+        return indices, items
 
-    @app.post("/v1/rerank", response_model=RerankResponse,
-              responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+    served = [model_name, *engine.adapters]
+
+    def adapter_for(name: str | None) -> str | None:
+        """None for the base model, else the LoRA adapter the request names; anything else is a 404."""
+        if name is None or name == model_name:
+            return None
+        if name in engine.adapters:
+            return name
+        raise HTTPException(404, f"model {name[:64]!r} is not served here; served: {served}")
+
+    async def generate(history: list[PromptItem], candidates: list[PromptItem], emphasize: list[int],
+                       adapter: str | None) -> RerankOutcome:
+        start = time.perf_counter()
+        outcome = await engine.rerank(history, candidates, emphasize, adapter=adapter)
+        metrics.latency.observe(time.perf_counter() - start)
+        if outcome.fallback:
+            metrics.fallbacks.labels(outcome.fallback_reason or "unknown").inc()
+        if outcome.answer.repaired:
+            metrics.repaired.inc()
+        return outcome
+
+    def usage(outcome: RerankOutcome) -> Usage:
+        return Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
+                     total_tokens=outcome.prompt_tokens + outcome.completion_tokens)
+
+    @app.post("/v1/rerank", response_model=RerankResponse, responses=ERRORS)
     async def rerank(body: RerankRequest) -> RerankResponse:
+        adapter = adapter_for(body.model)
         if len(body.candidates) > limits.max_candidates:
             raise HTTPException(422, f"candidates: at most {limits.max_candidates}, got {len(body.candidates)}")
         if len(body.history) > limits.max_history:
@@ -95,25 +138,66 @@ def create_app(engine: RerankEngine, catalog: ItemCatalog, model_name: str, limi
         bad = [p for p in body.emphasize_history if not 0 <= p < len(body.history)]
         if bad:
             raise HTTPException(422, f"emphasize_history: positions {bad[:5]} are not history positions")
-        history, candidates = resolve(body.history, "history"), resolve(body.candidates, "candidates")
-        start = time.perf_counter()
-        outcome = await engine.rerank(history, candidates, body.emphasize_history)
-        metrics.latency.observe(time.perf_counter() - start)
-        if outcome.fallback:
-            metrics.fallbacks.labels(outcome.fallback_reason or "unknown").inc()
-        if outcome.answer.repaired:
-            metrics.repaired.inc()
+        _, history = resolve(body.history, "history")
+        _, candidates = resolve(body.candidates, "candidates")
+        outcome = await generate(history, candidates, body.emphasize_history, adapter)
         k = len(candidates)
         order = outcome.answer.order[: body.top_n] if body.top_n else outcome.answer.order
         results = [RerankResult(index=i, id=ids[i], relevance_score=round(1 - rank / k, 6))
                    for rank, i in enumerate(order)]
         return RerankResponse(
-            id=f"rerank-{uuid.uuid4().hex}", model=model_name, results=results,
+            id=f"rerank-{uuid.uuid4().hex}", model=adapter or model_name, results=results,
             reasoning=outcome.answer.reasoning if body.return_reasoning else None,
             repaired=outcome.answer.repaired, fallback=outcome.fallback, fallback_reason=outcome.fallback_reason,
-            usage=Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
-                        total_tokens=outcome.prompt_tokens + outcome.completion_tokens),
+            usage=usage(outcome),
         )
+
+    if cascade is not None:
+        @app.post("/v1/recommend", response_model=RecommendResponse, responses=ERRORS)
+        async def recommend(body: RecommendRequest) -> RecommendResponse:
+            """User id or history -> retrieval -> ranker -> GR2 rerank of the ranker's top K -> top_n."""
+            import numpy as np
+
+            adapter = adapter_for(body.model)
+            if (body.user_id is None) == (body.history is None):
+                raise HTTPException(422, "give exactly one of user_id and history")
+            k = body.k or cascade.settings.k
+            if k > limits.max_candidates:
+                raise HTTPException(422, f"k: at most {limits.max_candidates}, got {k}")
+            if body.top_n > k:
+                raise HTTPException(422, f"top_n ({body.top_n}) cannot exceed k ({k}), the candidates reranked")
+            if body.user_id is not None:
+                history = cascade.history_of(body.user_id)
+                if history is None:
+                    raise HTTPException(404, f"unknown user_id {body.user_id[:64]!r} (not a user of {cascade.ds.name})")
+                recent = history[-cascade.settings.max_history:].tolist()
+                shown = [PromptItem(catalog.sids.sid(i), sanitize_item_text(catalog.titles[i])) for i in recent]
+            else:
+                if not body.history:
+                    raise HTTPException(422, "history: give at least one item")
+                if len(body.history) > limits.max_history:
+                    raise HTTPException(422, f"history: at most {limits.max_history} items, got {len(body.history)}")
+                indices, items = resolve(body.history, "history")
+                history = np.asarray(indices, dtype=np.int64)
+                shown = items[-cascade.settings.max_history:]
+            pool = await asyncio.to_thread(cascade.candidates, history, k)
+            candidates = [PromptItem(catalog.sids.sid(i), sanitize_item_text(catalog.titles[i])) for i in pool.items]
+            if candidates:
+                outcome = await generate(shown, candidates, [], adapter)
+            else:  # the user has seen every retrieved item: nothing to recommend, nothing to generate
+                outcome = RerankOutcome(ParsedAnswer([], valid=True))
+            n = len(candidates)
+            results = [Recommendation(id=catalog.item_ids[pool.items[i]], title=catalog.titles[pool.items[i]],
+                                      relevance_score=round(1 - rank / n, 6), pre_rank=i,
+                                      ranker_score=round(pool.scores[i], 6))
+                       for rank, i in enumerate(outcome.answer.order[: body.top_n])]
+            return RecommendResponse(
+                id=f"recommend-{uuid.uuid4().hex}", model=adapter or model_name, user_id=body.user_id,
+                results=results, candidates=[catalog.item_ids[i] for i in pool.items], retrieved=pool.retrieved,
+                reasoning=outcome.answer.reasoning if body.return_reasoning else None,
+                repaired=outcome.answer.repaired, fallback=outcome.fallback,
+                fallback_reason=outcome.fallback_reason, usage=usage(outcome),
+            )
 
     @app.get("/healthz")
     async def healthz():
@@ -121,7 +205,8 @@ def create_app(engine: RerankEngine, catalog: ItemCatalog, model_name: str, limi
             await engine.check_health()
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             return JSONResponse({"status": "unhealthy", "detail": str(exc)[:200]}, status_code=503)
-        return {"status": "ok", "model": model_name, "items": len(catalog.titles)}
+        return {"status": "ok", "model": model_name, "adapters": engine.adapters, "backend": engine.backend,
+                "items": len(catalog.titles), "recommend": cascade is not None, **engine.stats()}
 
     @app.get("/metrics")
     async def prometheus_metrics():

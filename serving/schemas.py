@@ -6,6 +6,8 @@ are checked in the handlers so each gets its own 4xx message.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 HARD_MAX_ITEMS = 1000
@@ -21,7 +23,8 @@ class ItemRef(BaseModel):
 
 class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(None, max_length=256, description="Ignored unless it names another served model.")
+    model: str | None = Field(None, max_length=256,
+                              description="The served model's name or a served LoRA adapter's (default: the model).")
     history: list[ItemRef] = Field(default_factory=list, max_length=HARD_MAX_ITEMS,
                                    description="The user's items, oldest first.")
     candidates: list[ItemRef] = Field(..., min_length=1, max_length=HARD_MAX_ITEMS,
@@ -55,5 +58,44 @@ class RerankResponse(BaseModel):
     usage: Usage
 
 
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, max_length=256,
+                              description="The served model's name or a served LoRA adapter's (default: the model).")
+    user_id: str | None = Field(None, min_length=1, max_length=256,
+                                description="A user of the served dataset; their whole history is used.")
+    history: list[ItemRef] | None = Field(None, max_length=HARD_MAX_ITEMS,
+                                          description="Instead of user_id: the items a user interacted with, "
+                                                      "oldest first.")
+    top_n: int = Field(10, ge=1, le=HARD_MAX_ITEMS, description="Recommendations to return (at most k).")
+    k: int | None = Field(None, ge=1, le=HARD_MAX_ITEMS,
+                          description="Candidates the reranker reorders (default: the K it was trained on).")
+    return_reasoning: bool = False
+
+
+class Recommendation(BaseModel):
+    id: str
+    title: str
+    relevance_score: float = Field(..., description="1 for the top result, decreasing linearly with rank.")
+    pre_rank: int = Field(..., description="0-based position in the ranker's order, before reranking.")
+    ranker_score: float
+
+
+class RecommendResponse(BaseModel):
+    id: str
+    model: str
+    user_id: str | None = None
+    results: list[Recommendation]
+    candidates: list[str] = Field(..., description="The ranker's top-K item ids, in its order (the rerank input).")
+    retrieved: int = Field(..., description="Items the retriever handed to the ranker.")
+    reasoning: str | None = None
+    repaired: bool
+    fallback: bool
+    fallback_reason: str | None = None
+    usage: Usage
+
+
 class ErrorBody(BaseModel):
-    detail: str
+    detail: str | list[dict[str, Any]] = Field(
+        ..., description="What was wrong: a message, or for a body that does not fit the schema, the validator's "
+                         "list of errors (each with loc, msg, type).")

@@ -6,6 +6,8 @@ Each command is wiring only; the measurement lives with the code it measures
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True)
@@ -84,3 +86,67 @@ def attention_bench_cmd(
         console.print(f"{name}: not measured ({why})")
     if out:
         console.print(f"-> {write_json_atomic(out, report)}")
+
+
+@app.command("serve")
+def serve_bench_cmd(
+    run: Path | None = typer.Option(None, help="A run directory; default: an untrained model of the recipe's "
+                                               "tiny size on ML-100K (built once)."),
+    model: Path | None = typer.Option(None, help="Model to serve (default: the run's best, or the built one)."),
+    concurrency: str = typer.Option("1,8,32", help="Concurrent clients, comma separated."),
+    seconds: float = typer.Option(20.0, help="Closed-loop time per concurrency level and engine."),
+    max_new_tokens: int = typer.Option(64, help="Every answer is exactly this long on both engines."),
+    engines: str = typer.Option("vllm,transformers", help="Engines to measure, comma separated."),
+    out: Path | None = typer.Option(None, help="Report directory (default $GR2_HOME/bench/serve)."),
+) -> None:
+    """Requests/s and p50/p99 latency of `gr2 serve` on vLLM vs plain transformers generate, same prompts."""
+    from rich.table import Table
+
+    from gr2.cli.common import console, friendly_errors
+    from serving.bench import bench_serve
+
+    levels = [int(c) for c in concurrency.split(",") if c]
+    report = friendly_errors(bench_serve)(run, model, out, levels, seconds, max_new_tokens,
+                                          [e for e in engines.split(",") if e],
+                                          progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    table = Table(title="gr2 serve: vLLM vs transformers generate (10 candidates per request)")
+    columns = ["req/s", "p50 ms", "p99 ms", "prompt tokens", "tokens/answer", "mean batch", "errors", "load avg"]
+    for col in ("system", *columns):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for row in report["rows"]:
+        table.add_row(row["system"], *["-" if row.get(c) is None else str(row[c]) for c in columns])
+    console.print(table)
+    console.print(report["note"], soft_wrap=True)
+    for level, ratio in report["ratios"].items():
+        console.print(f"vLLM / transformers throughput at concurrency {level}: {ratio}x")
+    console.print(f"-> {report['paths']['json']}, {report['paths']['md']}")
+
+
+@app.command("load")
+def load_bench_cmd(
+    run: Path = typer.Option(..., help="The run to serve (gr2 serve --run DIR)."),
+    clients: int = typer.Option(32, help="Concurrent closed-loop clients."),
+    seconds: float = typer.Option(60.0, help="How long to send requests."),
+    url: str | None = typer.Option(None, help="Load an already running server instead of starting one."),
+    out: Path | None = typer.Option(None, help="JSON report (default RUN/bench/load.json)."),
+    timeout_s: float = typer.Option(30.0, help="The server's per-request deadline (--timeout-s of gr2 serve)."),
+) -> None:
+    """Soak test: CLIENTS concurrent clients for SECONDS; errors counted, every answer checked as a permutation."""
+    from gr2.cli.common import console, friendly_errors, print_table
+    from serving.bench import bench_load
+
+    report = friendly_errors(bench_load)(run, clients, seconds, url, out, ["--timeout-s", str(timeout_s)],
+                                         progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    print_table(f"load: {clients} clients, {report['seconds']} s", [
+        ("requests answered", report["ok"]), ("errors (non-200, failed connections)", report["errors"]),
+        ("invalid answers (not a permutation)", report["invalid"]), ("fallback answers (pre-rank order)",
+                                                                     report["fallback"]),
+        ("repaired answers", report["repaired"]), ("requests/s", report["requests_per_second"]),
+        ("p50 ms", report["p50_ms"]), ("p99 ms", report["p99_ms"]),
+        ("load average before / after", f"{report['load_average_before']} / {report['load_average_after']}"),
+    ])
+    for problem in report["problems"]:
+        console.print(f"[red]{problem}[/]", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"-> {report['path']}")
+    if report["errors"] or report["invalid"]:
+        raise typer.Exit(1)

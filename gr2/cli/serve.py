@@ -1,7 +1,14 @@
-"""``gr2 serve --run DIR``: the HTTP rerank service for a trained run (uvicorn + in-process vLLM)."""
+"""``gr2 serve --run DIR``: the HTTP rerank service for a trained run (uvicorn + in-process vLLM).
+
+With the run's ranker (``RUN/ranker``) the server also answers ``/v1/recommend``: retrieval ->
+SASRec -> GR2 rerank. ``--lora name=DIR`` serves PEFT adapters next to the model (vLLM LoRA);
+``--engine transformers`` serves the same model through plain ``generate`` (the benchmark's peer).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -10,6 +17,7 @@ from data.errors import DataError
 from gr2.cli.common import console, friendly_errors
 
 MODEL_PREFERENCE = ("rl-conditional", "sft", "stage1")
+ENGINES = ("vllm", "transformers")
 
 
 def pick_model(run: Path) -> Path:
@@ -19,40 +27,151 @@ def pick_model(run: Path) -> Path:
     raise DataError(f"no trained model in the run (looked for {[f'{n}/model' for n in MODEL_PREFERENCE]})", run)
 
 
-@friendly_errors
-def serve(
-    run: Path = typer.Option(..., help="A run directory written by `gr2 quickstart` / `gr2 train`."),
-    model: Path | None = typer.Option(None, help="Model directory to serve (default: the run's best stage)."),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
-    timeout_s: float = typer.Option(30.0, help="Per-request deadline; then the pre-rank order is returned."),
-    max_candidates: int = typer.Option(50),
-    max_history: int = typer.Option(50),
-    gpu_memory_utilization: float = typer.Option(0.1, help="On CPU: the share of RAM for vLLM's KV cache."),
-    tensor_parallel_size: int = typer.Option(1),
-    data_parallel_size: int = typer.Option(1),
-) -> None:
-    """Serve POST /v1/rerank, GET /healthz, GET /metrics and the OpenAPI schema."""
-    import uvicorn
+def parse_lora(pairs: list[str]) -> dict[str, str]:
+    adapters = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise DataError(f"--lora expects name=DIR, got {pair!r}")
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise DataError(f"LoRA adapter {name!r}: no adapter_config.json (expected a PEFT adapter directory)", path)
+        adapters[name] = str(Path(path).resolve())
+    return adapters
+
+
+@dataclass
+class ServeOptions:
+    model: Path | None = None
+    engine: str = "vllm"
+    timeout_s: float = 30.0
+    max_candidates: int = 50
+    max_history: int = 50
+    max_new_tokens: int = 320
+    exact_tokens: bool = False
+    gpu_memory_utilization: float = 0.1
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    lora: dict[str, str] = field(default_factory=dict)
+    k: int | None = None
+    retriever: str = "cooc"
+    retrieve_n: int = 200
+
+
+def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (imported lazily)
+    """The app for a run: its best model (or ``opts.model``), its catalogue, its ranker when it has one."""
     import yaml
 
     from data.prepare import load_prepared
     from gr2.rerank_data import ItemCatalog
     from serving.app import ServeLimits, create_app
+    from serving.cascade import Cascade, CascadeSettings
     from serving.engine import EngineSettings, RerankEngine
     from tokenizer.fit import load_semantic_ids
 
     recipe_file = run / "recipe.yaml"
     if not recipe_file.is_file():
         raise DataError("not a run directory (no recipe.yaml)", run)
-    dataset = yaml.safe_load(recipe_file.read_text())["dataset"]
-    catalog = ItemCatalog.build(load_prepared(dataset), load_semantic_ids(run / "sid"))
-    model_dir = model or pick_model(run)
-    engine = RerankEngine(EngineSettings(str(model_dir), timeout_s=timeout_s,
-                                         gpu_memory_utilization=gpu_memory_utilization,
-                                         tensor_parallel_size=tensor_parallel_size,
-                                         data_parallel_size=data_parallel_size))
-    app = create_app(engine, catalog, f"gr2-{dataset}-{model_dir.parent.name}",
-                     ServeLimits(max_candidates=max_candidates, max_history=max_history))
-    console.print(f"serving {model_dir} for {dataset} on http://{host}:{port} (docs at /docs)")
+    if opts.engine not in ENGINES:
+        raise DataError(f"unknown engine {opts.engine!r}; available: {list(ENGINES)}")
+    recipe = yaml.safe_load(recipe_file.read_text())
+    dataset = load_prepared(recipe["dataset"])
+    catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"))
+    model_dir = opts.model or pick_model(run)
+    settings = EngineSettings(str(model_dir), timeout_s=opts.timeout_s, max_new_tokens=opts.max_new_tokens,
+                              exact_tokens=opts.exact_tokens, gpu_memory_utilization=opts.gpu_memory_utilization,
+                              tensor_parallel_size=opts.tensor_parallel_size,
+                              data_parallel_size=opts.data_parallel_size, lora_adapters=opts.lora)
+    if opts.engine == "transformers":
+        from serving.hf_engine import TransformersRerankEngine
+
+        engine = TransformersRerankEngine(settings)
+    else:
+        engine = RerankEngine(settings)
+    cascade = None
+    if (run / "ranker" / "config.json").is_file():
+        k = opts.k or int((recipe.get("ranker") or {}).get("k", 10))
+        cascade = Cascade.from_run(run / "ranker", dataset, CascadeSettings(
+            retriever=opts.retriever, retrieve_n=opts.retrieve_n, k=k, max_history=int(recipe.get("max_history", 10))))
+    name = f"gr2-{dataset.name}-{model_dir.parent.name}"
+    app = create_app(engine, catalog, name, ServeLimits(max_candidates=opts.max_candidates,
+                                                        max_history=opts.max_history), cascade=cascade)
+    return app, name, model_dir
+
+
+@friendly_errors
+def serve(
+    run: Path = typer.Option(..., help="A run directory written by `gr2 quickstart` / `gr2 train`."),
+    model: Path | None = typer.Option(None, help="Model directory to serve (default: the run's best stage)."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    engine: str = typer.Option("vllm", help="vllm, or transformers (plain generate with batching; no grammar)."),
+    lora: list[str] = typer.Option([], help="Serve a PEFT LoRA adapter as name=DIR (repeatable); requests pick "
+                                            "it with \"model\": name."),
+    timeout_s: float = typer.Option(30.0, help="Per-request deadline; then the pre-rank order is returned."),
+    max_candidates: int = typer.Option(50),
+    max_history: int = typer.Option(50),
+    max_new_tokens: int = typer.Option(320, help="Longest answer generated."),
+    exact_tokens: bool = typer.Option(False, help="Benchmarks: no grammar, every answer exactly max-new-tokens."),
+    k: int | None = typer.Option(None, help="/v1/recommend: candidates reranked (default: the recipe's ranker.k)."),
+    retriever: str = typer.Option("cooc", help="/v1/recommend: pop, cooc, content or none (ranker sees all)."),
+    retrieve_n: int = typer.Option(200, help="/v1/recommend: items the retriever hands to the ranker."),
+    gpu_memory_utilization: float = typer.Option(0.1, help="On CPU: the share of RAM for vLLM's KV cache."),
+    tensor_parallel_size: int = typer.Option(1),
+    data_parallel_size: int = typer.Option(1),
+) -> None:
+    """Serve POST /v1/rerank, POST /v1/recommend, GET /healthz, GET /metrics and the OpenAPI schema."""
+    import uvicorn
+
+    opts = ServeOptions(model=model, engine=engine, timeout_s=timeout_s, max_candidates=max_candidates,
+                        max_history=max_history, max_new_tokens=max_new_tokens, exact_tokens=exact_tokens,
+                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                        data_parallel_size=data_parallel_size, lora=parse_lora(lora), k=k, retriever=retriever,
+                        retrieve_n=retrieve_n)
+    app, name, model_dir = build_app(run, opts)
+    console.print(f"serving {model_dir} as {name} ({engine}) on http://{host}:{port} (docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def serve_until_stopped(run: Path, opts: ServeOptions, host: str = "127.0.0.1", port: int = 8000,
+                        on_ready: Callable[[str], None] | None = None, exit_after_ready: bool = False) -> None:
+    """Serve in this process until Ctrl-C; ``on_ready(url)`` runs once the server answers (then, with
+    ``exit_after_ready``, the server stops: the demo-and-exit mode tests and CI use)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    if port:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise DataError(f"cannot serve on {host}:{port} ({exc.strerror}); pass another --port") from None
+    app, name, model_dir = build_app(run, opts)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+
+    def when_ready() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.2)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://{host}:{bound}"
+        console.print(f"serving {model_dir} as {name} on {url} (docs at {url}/docs); Ctrl-C stops")
+        try:
+            if on_ready is not None:
+                on_ready(url)
+        except Exception as exc:  # noqa: BLE001 - the demo request failing must not hide the server
+            console.print(f"[red]sample request failed: {exc}[/]", highlight=False)
+            if exit_after_ready:
+                server.failed_demo = True
+        finally:
+            if exit_after_ready:
+                server.should_exit = True
+
+    server.failed_demo = False
+    threading.Thread(target=when_ready, name="serve-ready", daemon=True).start()
+    server.run()
+    if server.failed_demo:
+        raise DataError("the server did not answer the sample request (see above)")

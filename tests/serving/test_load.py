@@ -1,0 +1,60 @@
+"""A bounded load test over real loopback TCP: 8 clients for a few seconds, every answer checked.
+
+uvicorn serves the session app inside the test client's event loop (where the vLLM engine lives),
+on 127.0.0.1; the clients are ``serving.load.run_load``, the code behind ``gr2 bench load``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def loopback_url(served):
+    import uvicorn
+
+    from serving.load import free_port
+
+    client, _ = served
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_level="warning"))
+    done = client.portal.start_task_soon(server.serve)
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline and not done.done(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    done.result(timeout=30)
+
+
+@pytest.mark.slow
+def test_bounded_load_on_loopback(loopback_url, ml100k, ml100k_catalog):
+    from serving.load import mix, recommend_requests, rerank_requests, run_load
+
+    requests = mix(rerank_requests(ml100k, ml100k_catalog, n=40), recommend_requests(ml100k, ml100k_catalog, n=20))
+    stats = asyncio.run(run_load(loopback_url, requests, clients=8, seconds=6))
+    assert stats["errors"] == 0 and stats["invalid"] == 0, stats["problems"]
+    assert stats["ok"] >= 8 and stats["ok"] == stats["sent"]
+    assert stats["p50_ms"] <= stats["p99_ms"]
+
+
+def test_load_checks_catch_bad_answers():
+    """The checks the load test relies on reject what a broken server could send."""
+    from serving.load import check_recommend, check_rerank
+
+    body = {"candidates": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}
+    ok = {"results": [{"index": 2, "id": "c"}, {"index": 0, "id": "a"}, {"index": 1, "id": "b"}]}
+    assert check_rerank(body)(ok) is None
+    assert check_rerank(body)({"results": ok["results"][:2]}) is not None  # a candidate lost
+    assert check_rerank(body)({"results": [{"index": 0, "id": "a"}] * 3}) is not None  # repeats
+    assert check_rerank(body)({"results": [{"index": 0, "id": "b"}, *ok["results"][1:]]}) is not None
+    assert check_rerank({**body, "top_n": 2})({"results": ok["results"][:2]}) is None
+    rec = check_recommend({"top_n": 2}, seen={"x"})
+    assert rec({"results": [{"id": "a"}, {"id": "b"}], "candidates": ["a", "b", "c"]}) is None
+    assert rec({"results": [{"id": "x"}, {"id": "b"}], "candidates": ["x", "b", "c"]}) is not None
+    assert rec({"results": [{"id": "a"}, {"id": "a"}], "candidates": ["a", "b"]}) is not None
