@@ -113,20 +113,22 @@ def bench_serve(run: Path | None = None, model: Path | None = None, out_dir: Pat
                     row["mean batch"] = round((batches["requests"] - batches_before["requests"])
                                               / (batches["count"] - batches_before["count"]), 2)
                 rows.append(row)
-                per_engine.setdefault(engine, {})[c] = stats
+                progress(f"  {row}")
+                per_engine.setdefault(engine, {})[f"c={c}"] = stats
         per_engine[engine]["load_average_before"] = load_before
     ratios = {}
     if {"vllm", "transformers"} <= set(per_engine):
         for c in concurrency:
-            hf = per_engine["transformers"][c]["requests_per_second"]
-            ratios[c] = round(per_engine["vllm"][c]["requests_per_second"] / hf, 2) if hf else None
+            hf = per_engine["transformers"][f"c={c}"]["requests_per_second"]
+            ratios[c] = round(per_engine["vllm"][f"c={c}"]["requests_per_second"] / hf, 2) if hf else None
             rows.append({"system": f"vllm / transformers c={c}", "req/s": ratios[c]})
     note = (f"same {len(requests)} rerank prompts (10 candidates, test split) on both engines, each answer exactly "
             f"{max_new_tokens} tokens (no grammar, EOS ignored); closed loop of c clients for {seconds:.0f} s over "
             f"loopback HTTP to `gr2 serve`; transformers batches the waiting requests (up to 32) into one "
             f"left-padded generate")
     extra = {"note": note, "model": str(model), "run": str(run), "max_new_tokens": max_new_tokens,
-             "seconds": seconds, "ratio_vllm_over_transformers": ratios, "raw": per_engine,
+             "seconds": seconds, "ratio_vllm_over_transformers": {f"c={c}": r for c, r in ratios.items()},
+             "raw": per_engine,
              "cpu_count": os.cpu_count(), "load_average_after": load_average()}
     columns = ["req/s", "p50 ms", "p99 ms", "prompt tokens", "tokens/answer", "mean batch", "requests", "errors",
                "load avg"]

@@ -49,7 +49,7 @@ def show_sample_answer(url: str, body: dict, meta: dict) -> None:
         table.add_row(str(rank), str(res["index"] + 1), res["id"], meta["titles"].get(res["id"], "") + held_out,
                       f"{res['relevance_score']:.2f}")
     console.print(table)
-    console.print(f"reasoning: {answer.get('reasoning') or '-'}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"reasoning: {(answer.get('reasoning') or '-')[:300]}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"repaired: {answer['repaired']}  fallback: {answer['fallback']}  usage: {answer['usage']}")
     console.print(f"try it: curl -s {url}/v1/rerank -H 'content-type: application/json' -d "
                   f"'{json.dumps({**body, 'history': body['history'][-2:]})}'", markup=False, highlight=False,

@@ -29,7 +29,8 @@ SETS = [arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value
 @pytest.fixture(scope="module")
 def small_run(ml100k, tmp_path_factory):
     run = tmp_path_factory.mktemp("pipeline") / "run"
-    result = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS])
+    # As `make demo` runs it, serving included; the server stops once it has answered the sample request.
+    result = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS, "--port", "0", "--exit-after-sample"])
     assert result.exit_code == 0, result.output
     return run, result.output
 
@@ -49,9 +50,18 @@ def test_quickstart_end_to_end(small_run):
 
 
 @pytest.mark.slow
+def test_quickstart_ends_serving_a_sample_rerank(small_run):
+    _, output = small_run
+    assert "/v1/rerank: test-split user" in output and "fallback: False" in output
+    table = output[output.index("/v1/rerank: test-split user"):output.index("reasoning:")]
+    ranks = [line.split("│")[2].strip() for line in table.splitlines() if line.count("│") >= 6]
+    assert sorted(int(r) for r in ranks if r.isdigit()) == list(range(1, 11))  # the pre-rank positions, permuted
+
+
+@pytest.mark.slow
 def test_rerun_skips_finished_stages(small_run):
     run, _ = small_run
-    again = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS])
+    again = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS, "--no-serve"])
     assert again.exit_code == 0, again.output
     timings = json.loads((run / "timings.json").read_text())
     assert all(timings[s] < 2.0 for s in ("tokenizer", "pretrain", "midtrain", "traces", "sft", "rl"))
@@ -78,37 +88,41 @@ def test_bad_recipe_key_is_a_clean_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_gr2_serve_answers_rerank_requests(small_run, ml100k):
-    """`gr2 serve` as a user starts it: a separate process on loopback, a real HTTP request."""
-    import socket
-    import time
+def test_gr2_serve_answers_rerank_and_recommend_requests(small_run, ml100k, tmp_path):
+    """`gr2 serve` as a user starts it: a separate process on loopback, real HTTP requests, then
+    `gr2 bench load --url` against it (the must-show soak, shortened)."""
+    import urllib.error
     import urllib.request
 
+    from serving.load import ServerProcess
+
     run, _ = small_run
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "gr2.cli", "serve", "--run", str(run), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(2)
-        ids = ml100k.items["item_id"].tolist()
-        body = json.dumps({"history": [{"id": ids[0]}], "candidates": [{"id": i} for i in ids[10:20]]}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/rerank", data=body,
+
+    def post(url: str, payload: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(url, data=json.dumps(payload).encode(),
                                          headers={"content-type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
-        assert sorted(r["index"] for r in answer["results"]) == list(range(10))
-        assert answer["model"].startswith("gr2-ml-100k-rl-conditional")
-    finally:
-        proc.terminate()
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            with urllib.request.urlopen(request, timeout=120) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    with ServerProcess(["--run", str(run)], tmp_path / "server.log", start_timeout_s=300) as server:
+        ids = ml100k.items["item_id"].tolist()
+        status, answer = post(f"{server.url}/v1/rerank", {"history": [{"id": ids[0]}],
+                                                          "candidates": [{"id": i} for i in ids[10:20]]})
+        assert status == 200 and sorted(r["index"] for r in answer["results"]) == list(range(10))
+        assert answer["model"].startswith("gr2-ml-100k-rl-conditional")
+        user = ml100k.user_ids[0]
+        status, answer = post(f"{server.url}/v1/recommend", {"user_id": user, "top_n": 3})
+        assert status == 200, answer
+        seen = {ids[i] for i in ml100k.sequences[0]}
+        assert len(answer["candidates"]) == 10 and len({r["id"] for r in answer["results"]}) == 3
+        assert not seen & set(answer["candidates"])
+        assert post(f"{server.url}/v1/recommend", {"user_id": "nobody"})[0] == 404
+        result = CliRunner().invoke(app, ["bench", "load", "--run", str(run), "--url", server.url, "--clients", "4",
+                                          "--seconds", "4", "--out", str(tmp_path / "load.json")])
+        assert result.exit_code == 0, result.output + server.log_tail()
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert report["ok"] > 0 and report["errors"] == 0 and report["invalid"] == 0
+    assert report["status"].get("200") == report["ok"]
