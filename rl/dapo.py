@@ -54,6 +54,22 @@ class DAPOConfig:
     vllm_server_port: int = 8000
 
 
+def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
+    """One PNG per monitored curve with a line per reward variant (e.g. naive vs conditional): GR2's
+    reward-hacking picture, where the naive reward's identity rate climbs and the conditional one's does not."""
+    import json
+
+    curves = {name: json.loads((run / "metrics.json").read_text())["curves"] for name, run in runs.items()
+              if (run / "metrics.json").is_file()}
+    paths = []
+    for key, label in CURVES.items():
+        series = {name: (c[label]["step"], c[label]["value"]) for name, c in curves.items() if c.get(label)}
+        if len(series) >= 2:
+            paths.append(line_chart(Path(out_dir) / f"rl-{key.replace('/', '-')}.png", series,
+                                    f"RL rewards compared: {label}", ylabel=label))
+    return paths
+
+
 def rl_dataset(examples: list[RerankExample], catalog: ItemCatalog):
     from datasets import Dataset
 

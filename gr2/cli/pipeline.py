@@ -212,7 +212,7 @@ class Pipeline:
 
     def run_rl(self, rewards: Sequence[str] | None = None) -> None:
         """Stage 3 from the SFT model, once per reward variant (conditional, and naive as the baseline)."""
-        from rl.dapo import DAPOConfig, train_rl
+        from rl.dapo import DAPOConfig, compare_reward_curves, train_rl
 
         section = self.recipe.rl
         for reward in rewards or section.rewards:
@@ -228,6 +228,10 @@ class Pipeline:
                 raise DataError(f"rl.dapo: {exc}") from None
             examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
             train_rl(self.layout.sft / "model", examples, self.catalog, out, config)
+        if is_main_process():
+            runs = {f"RL-{reward}": self.layout.rl(reward) for reward in ("naive", "conditional")}
+            for path in compare_reward_curves(runs, self.layout.eval):
+                console.print(f"-> {path}")
 
     def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
         from evals.report import write_report

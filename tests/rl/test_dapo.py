@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gr2.rerank_format import format_answer
-from rl.dapo import DAPOConfig, rl_dataset, train_rl
+from rl.dapo import DAPOConfig, compare_reward_curves, rl_dataset, train_rl
 from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
 from rl.reward_funcs import RerankReward
 
@@ -79,3 +79,15 @@ def test_train_rl_runs_and_plots(tiny_sid_model, ml100k_catalog, ml100k_examples
     assert (tmp_path / "curve-reward.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["epsilon_high"] == 0.28
     assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_compare_reward_curves_draws_one_line_per_variant(tmp_path):
+    for name, identity in (("naive", [0.1, 0.5, 0.9]), ("conditional", [0.1, 0.1, 0.05])):
+        run = tmp_path / f"rl-{name}"
+        run.mkdir()
+        curves = {"identity-permutation rate": {"step": [1, 2, 3], "value": identity}}
+        (run / "metrics.json").write_text(json.dumps({"curves": curves}))
+    runs = {f"RL-{n}": tmp_path / f"rl-{n}" for n in ("naive", "conditional", "missing")}
+    paths = compare_reward_curves(runs, tmp_path / "eval")
+    assert [p.name for p in paths] == ["rl-rerank-identity.png"]  # only curves both runs logged
+    assert paths[0].read_bytes()[:4] == b"\x89PNG"
