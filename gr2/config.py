@@ -68,6 +68,7 @@ class EvalSection:
     splits: list[str] = field(default_factory=lambda: ["valid", "test"])
     max_users: int = 500  # per split, the first users in file order (0 = all)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    free_decoding_rows: bool = True  # with constrained decoding, also a row per model decoded freely
 
 
 @dataclass

@@ -21,6 +21,8 @@ class GenerationSettings:
     max_new_tokens: int = 320
     batch_size: int = 16
     max_prompt_tokens: int = 3072
+    constrained: bool = True  # decode only valid permutations (as serving's vLLM grammar does); False: free text
+    max_reasoning_tokens: int = 160  # constrained decoding cuts the reasoning here
 
 
 class Reranker:
@@ -38,8 +40,13 @@ class Reranker:
         model, tokenizer = load_base_model(model_dir)
         return cls(model, tokenizer, catalog, settings)
 
-    def generate(self, conversations: Sequence[list[dict[str, str]]], progress: bool = False) -> list[str]:
+    def generate(self, conversations: Sequence[list[dict[str, str]]], progress: bool = False,
+                 candidate_sids: Sequence[Sequence[str]] | None = None) -> list[str]:
+        """Greedy answers; with ``candidate_sids`` and ``settings.constrained`` each answer is a valid permutation."""
         import torch
+        from transformers import LogitsProcessorList
+
+        from gr2.answer_constraint import RerankAnswerConstraint
 
         tok, s = self.tokenizer, self.settings
         texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -51,9 +58,13 @@ class Reranker:
             if batch["input_ids"].shape[1] > s.max_prompt_tokens:
                 raise ValueError(f"prompt of {batch['input_ids'].shape[1]} tokens exceeds max_prompt_tokens")
             batch = batch.to(self.model.device)
+            processors = LogitsProcessorList()
+            if s.constrained and candidate_sids is not None:
+                processors.append(RerankAnswerConstraint(tok, candidate_sids[start : start + s.batch_size],
+                                                         batch["input_ids"].shape[1], s.max_reasoning_tokens))
             with torch.no_grad():
                 generated = self.model.generate(
-                    **batch, max_new_tokens=s.max_new_tokens, do_sample=False,
+                    **batch, max_new_tokens=s.max_new_tokens, do_sample=False, logits_processor=processors,
                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                 )
             new_tokens = generated[:, batch["input_ids"].shape[1]:]
@@ -61,5 +72,6 @@ class Reranker:
         return outputs
 
     def rerank(self, examples: Sequence[RerankExample], progress: bool = False) -> list[ParsedAnswer]:
-        texts = self.generate([self.catalog.messages(ex) for ex in examples], progress=progress)
+        texts = self.generate([self.catalog.messages(ex) for ex in examples], progress=progress,
+                              candidate_sids=[self.catalog.candidate_sids(ex) for ex in examples])
         return [parse_answer(t, self.catalog.candidate_sids(ex)) for t, ex in zip(texts, examples, strict=True)]

@@ -253,11 +253,17 @@ class Pipeline:
         recall = {s: len(self.examples(s, 0, 0, with_target=True)) / users[s] for s in section.splits}
         tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None, recall[s])}]
                                          for s, ex in splits.items()}
+        # Constrained decoding (as served) guarantees a valid permutation; the free-decoding row shows what the
+        # model itself writes, which is where the format-valid rate means something.
+        variants = [("", section.generation)]
+        if section.generation.constrained and section.free_decoding_rows:
+            variants.append((" (free decoding)", dataclasses.replace(section.generation, constrained=False)))
         for name, path in models.items():
-            reranker = Reranker.from_dir(path, self.catalog, section.generation)
-            for split, examples in splits.items():
-                answers = reranker.rerank(examples, progress=True)
-                tables[split].append({"system": name, **rerank_metrics(examples, answers, recall[split])})
+            for suffix, settings in variants:
+                reranker = Reranker.from_dir(path, self.catalog, settings)
+                for split, examples in splits.items():
+                    answers = reranker.rerank(examples, progress=True)
+                    tables[split].append({"system": name + suffix, **rerank_metrics(examples, answers, recall[split])})
         for split, rows in tables.items():
             paths = write_report(self.layout.eval, f"rerank-{split}", f"Rerank on {self.dataset.name} ({split})",
                                  rows, METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5", "valid", "identity"))

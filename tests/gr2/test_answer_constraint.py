@@ -1,0 +1,50 @@
+"""Constrained decoding: an untrained model, decoding greedily, still writes only valid permutations."""
+
+from __future__ import annotations
+
+from gr2.answer_constraint import HEAD, SEPARATOR, TAIL, RerankAnswerConstraint
+from gr2.base_model import load_base_model
+from gr2.rerank_format import THINK_CLOSE, THINK_OPEN, format_answer, parse_answer
+from gr2.reranker import GenerationSettings, Reranker
+
+
+def test_state_machine_follows_a_written_answer(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    _, tok = load_base_model(tiny_sid_model)
+    ex = ml100k_examples[1]
+    sids = ml100k_catalog.candidate_sids(ex)
+    constraint = RerankAnswerConstraint(tok, [sids], prompt_length=0, max_reasoning_tokens=6)
+    encode = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    assert constraint.allowed(0, []) == encode(THINK_OPEN)
+    assert constraint.allowed(0, encode(THINK_OPEN + "user")) is None  # free reasoning
+    assert constraint.allowed(0, encode(THINK_OPEN + "a b c d e f g h i")) == encode(THINK_CLOSE)  # cut at 6
+    answer = encode(format_answer("ok", [sids[3], *sids[:3], *sids[4:]]))
+    close = answer.index(encode(THINK_CLOSE)[0]) + 1
+    first_sid = close + len(encode(HEAD))
+    assert constraint.allowed(0, answer[:first_sid]) == sorted({encode(s)[0] for s in sids})
+    second_sid = first_sid + len(encode(sids[3])) + len(encode(SEPARATOR))
+    assert answer[second_sid - len(encode(SEPARATOR)):second_sid] == encode(SEPARATOR)
+    # after the first pick, that candidate cannot be written again: somewhere along its tokens the path closes
+    prefix, blocked = answer[:second_sid], False
+    for token in encode(sids[3]):
+        if token not in constraint.allowed(0, prefix):
+            blocked = True
+            break
+        prefix = prefix + [token]
+    assert blocked
+    end = len(answer) - len(encode(TAIL))
+    assert constraint.allowed(0, answer[:end]) == encode(TAIL)[:1]
+    assert constraint.allowed(0, answer) == [tok.eos_token_id]
+
+
+def test_untrained_model_answers_are_valid_permutations(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    examples = ml100k_examples[:12]
+    free = Reranker.from_dir(tiny_sid_model, ml100k_catalog,
+                             GenerationSettings(max_new_tokens=120, batch_size=6, constrained=False))
+    assert not any(a.valid for a in free.rerank(examples))  # on its own the untrained model writes junk
+    constrained = Reranker.from_dir(tiny_sid_model, ml100k_catalog,
+                                    GenerationSettings(max_new_tokens=120, batch_size=6, max_reasoning_tokens=8))
+    texts = constrained.generate([ml100k_catalog.messages(e) for e in examples],
+                                 candidate_sids=[ml100k_catalog.candidate_sids(e) for e in examples])
+    for text, ex in zip(texts, examples, strict=True):
+        parsed = parse_answer(text, ml100k_catalog.candidate_sids(ex))
+        assert parsed.valid and not parsed.repaired and sorted(parsed.order) == list(range(len(ex.candidates)))
