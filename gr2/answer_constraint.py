@@ -18,8 +18,14 @@ import torch
 from transformers import LogitsProcessor
 
 from gr2.rerank_format import THINK_CLOSE, THINK_OPEN
+from tokenizer.sid import SID_RE
 
 HEAD, SEPARATOR, TAIL = '\n{"recommendations": ["', '", "', '"]}'
+
+
+def prompt_candidate_sids(prompt: str) -> list[str]:
+    """The candidate SIDs a rendered rerank prompt lists (after its "Candidates (" header), in order."""
+    return [m.group(0) for m in SID_RE.finditer(prompt[prompt.rfind("Candidates ("):])]
 
 
 class RerankAnswerConstraint(LogitsProcessor):

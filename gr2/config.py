@@ -114,8 +114,11 @@ def _convert(hint: Any, value: Any, where: str, current: Any) -> Any:
     for option in options:
         if dataclasses.is_dataclass(option):
             return from_dict(option, value, where, current if isinstance(current, option) else None)
-    if options[0] is float and isinstance(value, int):
-        return float(value)
+    if options[0] is float and isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML 1.1 reads 5e-5 (no dot) as a string
+        except ValueError:
+            raise DataError(f"{where}: expected a number, got {value!r}") from None
     return value
 
 

@@ -52,6 +52,8 @@ class DAPOConfig:
     use_vllm: bool = False  # GPU: rollouts from a `trl vllm-serve` server (TRL's server mode)
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = 8000
+    constrained_rollouts: bool = True  # decode rollouts as valid permutations (rl.constrained_rollouts)
+    max_reasoning_tokens: int = 64  # constrained rollouts cut the reasoning here
 
 
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
@@ -131,6 +133,10 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
         max_refill_rounds=config.max_refill_rounds,
         refill_seed=config.seed,
     )
+    if config.constrained_rollouts and not config.use_vllm:
+        from rl.constrained_rollouts import constrain_rollouts
+
+        constrain_rollouts(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config.max_reasoning_tokens)
     result = train_resuming(trainer, out_dir)
     history = [e for e in trainer.state.log_history if "step" in e]
     curves = {label: ([e["step"] for e in history if key in e], [e[key] for e in history if key in e])

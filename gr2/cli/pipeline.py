@@ -25,7 +25,7 @@ from data.artifacts import write_json_atomic, write_manifest, write_text_atomic
 from data.errors import DataError
 from data.schema import PreparedDataset
 from gr2.cli.common import console
-from gr2.config import Recipe, recipe_dict
+from gr2.config import Recipe, from_dict, recipe_dict
 from gr2.recipes.common import is_main_process
 
 STAGES = ("tokenizer", "ranker", "pretrain", "midtrain", "traces", "sft", "rl", "eval")
@@ -222,10 +222,7 @@ class Pipeline:
             if self._done(out / "model"):
                 continue
             self._start_training(out)
-            try:
-                config = DAPOConfig(**{"seed": self.recipe.seed, **section.dapo, "reward": reward})
-            except TypeError as exc:
-                raise DataError(f"rl.dapo: {exc}") from None
+            config = from_dict(DAPOConfig, {"seed": self.recipe.seed, **section.dapo, "reward": reward}, "rl.dapo")
             examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
             train_rl(self.layout.sft / "model", examples, self.catalog, out, config)
         if is_main_process():

@@ -43,3 +43,21 @@ def test_shipped_recipes_load(name):
 def test_ranker_config_resolves_next_to_the_recipe():
     recipe = load_recipe(REPO_CONFIGS / "ml-100k-tiny.yaml")
     assert recipe.ranker.config and __import__("pathlib").Path(recipe.ranker.config).is_file()
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("sft:\n  training:\n    learning_rate: 5e-5\n")  # YAML 1.1 reads this as a string
+    assert load_recipe(path).sft.training.learning_rate == 5e-5
+    path.write_text("sft:\n  training:\n    learning_rate: fast\n")
+    with pytest.raises(DataError, match=r"sft.training.learning_rate: expected a number, got 'fast'"):
+        load_recipe(path)
+
+
+def test_rl_dapo_section_is_typed():
+    from rl.dapo import DAPOConfig
+
+    config = from_dict(DAPOConfig, {"learning_rate": "5e-5", "max_steps": 3}, "rl.dapo")
+    assert config.learning_rate == 5e-5 and config.max_steps == 3
+    with pytest.raises(DataError, match=r"rl.dapo: unknown key\(s\) \['max_step'\]"):
+        from_dict(DAPOConfig, {"max_step": 3}, "rl.dapo")

@@ -1,0 +1,34 @@
+"""Rollouts under the answer constraint: whatever the policy, each sampled answer is a valid permutation."""
+
+from __future__ import annotations
+
+import torch
+
+from gr2.answer_constraint import prompt_candidate_sids
+from gr2.base_model import load_base_model
+from gr2.rerank_format import parse_answer
+from rl.constrained_rollouts import constrain_rollouts
+
+
+def test_candidates_are_read_back_from_the_rendered_prompt(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    _, tok = load_base_model(tiny_sid_model)
+    ex = ml100k_examples[2]
+    text = tok.apply_chat_template(ml100k_catalog.messages(ex, emphasized_history=[0]), tokenize=False,
+                                   add_generation_prompt=True)
+    assert prompt_candidate_sids(text) == ml100k_catalog.candidate_sids(ex)
+
+
+def test_sampled_rollouts_are_valid_permutations(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    model, tok = load_base_model(tiny_sid_model)
+    constrain_rollouts(model, tok, max_reasoning_tokens=6)
+    examples = ml100k_examples[:4]
+    texts = [tok.apply_chat_template(ml100k_catalog.messages(e), tokenize=False, add_generation_prompt=True)
+             for e in examples]
+    batch = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    torch.manual_seed(0)
+    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=True,
+                         temperature=1.0, max_new_tokens=120, pad_token_id=tok.pad_token_id)
+    answers = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    for answer, ex in zip(answers, examples, strict=True):
+        parsed = parse_answer(answer, ml100k_catalog.candidate_sids(ex))
+        assert parsed.valid and not parsed.repaired
