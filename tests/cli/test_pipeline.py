@@ -44,7 +44,9 @@ def test_quickstart_end_to_end(small_run):
                      "eval/rerank-test.md", "eval/rerank-test.png", "manifest.json", "recipe.yaml"):
         assert (run / artifact).exists(), artifact
     report = json.loads((run / "eval" / "rerank-test.json").read_text())
-    assert [r["system"] for r in report["rows"]] == ["pre-rank", "stage 1", "SFT", "RL-conditional"]
+    models = ["stage 1", "SFT", "RL-conditional"]  # constrained as served, then each decoded freely
+    assert [r["system"] for r in report["rows"]] == ["pre-rank"] + [m + s for m in models
+                                                                    for s in ("", " (free decoding)")]
     assert report["rows"][0]["valid"] is None and report["rows"][0]["identity"] == 1.0
     assert "| pre-rank |" in output
 
