@@ -9,7 +9,6 @@ training stages themselves resume from their newest checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -134,6 +133,7 @@ class Pipeline:
         fit_dataset(self.dataset, section.method, self.layout.sid, **section.options)
 
     def run_ranker(self) -> None:
+        from data.candidates import load_candidate_summary
         from rankers.candidates import generate_candidates
         from rankers.run import load_config_file, train_run
 
@@ -145,7 +145,8 @@ class Pipeline:
                       resume=(self.layout.ranker / "config.json").exists() and not self.force)
         summary = self.layout.ranker / "candidates" / "summary.json"
         wanted = {"k": section.k, "train_cuts": section.train_cuts}
-        if not self._done(summary) or {key: json.loads(summary.read_text()).get(key, 1) for key in wanted} != wanted:
+        made = load_candidate_summary(self.layout.ranker) if summary.is_file() else {}
+        if not self._done(summary) or {key: made.get(key, 1) for key in wanted} != wanted:
             generate_candidates(self.layout.ranker, k=section.k, folds=section.folds, train_cuts=section.train_cuts)
 
     def run_pretrain(self) -> None:
@@ -243,11 +244,10 @@ class Pipeline:
         section = self.recipe.eval
         # Rerankers only run where the target is a candidate (elsewhere no order can find it); end-to-end
         # metrics count every user of the split, each user without the target as a miss.
-        from data.candidates import load_candidates
+        from data.candidates import load_candidate_summary
 
-        users = {s: len(load_candidates(self.layout.ranker, s)) for s in section.splits}
+        recall = load_candidate_summary(self.layout.ranker)["recall"]
         splits = {s: self.examples(s, section.max_users, self.recipe.seed, with_target=True) for s in section.splits}
-        recall = {s: len(self.examples(s, 0, 0, with_target=True)) / users[s] for s in section.splits}
         tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None, recall[s])}]
                                          for s, ex in splits.items()}
         # Constrained decoding (as served) guarantees a valid permutation; the free-decoding row shows what the

@@ -70,18 +70,23 @@ def test_candidate_files_schema_and_recall(pop_run, ml100k):
             assert recall == pytest.approx(metrics[split]["hr@10"])  # the same ranking as the evaluation
 
 
+def assert_cross_fitted(df, ml100k, drop: int, rows_per_fold: int) -> None:
+    """Each fold's rows are ranked as by a popularity model fitted without that fold's last ``drop`` items."""
+    folds = fold_of_users(ml100k.num_users, 2, seed=1234)
+    for fold in range(2):
+        fitted = [s[:-drop] if folds[u] == fold else s[:-2] for u, s in enumerate(ml100k.sequences)]
+        pop = PopularityRanker().fit(fitted, ml100k.num_items)
+        rows = df[folds[df["user"].to_numpy()] == fold].head(rows_per_fold)
+        hist = [ml100k.sequences[u][:h] for u, h in zip(rows["user"], rows["history_len"], strict=True)]
+        expected = ranks_from_scores(pop.score(hist), rows["target"].to_numpy(), hist)
+        assert (rows["target_rank"].to_numpy() == expected).all()
+
+
 def test_train_split_is_cross_fitted(pop_run, ml100k):
     """Each train-split list comes from a model that never counted that user's train-split target."""
     out, _, _ = pop_run
     df = load_candidates(out, "train")
-    folds = fold_of_users(ml100k.num_users, 2, seed=1234)
-    for fold in range(2):
-        seqs = [s[:-3] if folds[u] == fold else s[:-2] for u, s in enumerate(ml100k.sequences)]
-        pop = PopularityRanker().fit(seqs, ml100k.num_items)
-        rows = df[folds[df["user"].to_numpy()] == fold].head(30)
-        hist = [ml100k.sequences[u][:h] for u, h in zip(rows["user"], rows["history_len"], strict=True)]
-        expected = ranks_from_scores(pop.score(hist), rows["target"].to_numpy(), hist)
-        assert (rows["target_rank"].to_numpy() == expected).all()
+    assert_cross_fitted(df, ml100k, drop=3, rows_per_fold=30)
     leaky = PopularityRanker().fit(ml100k.train_sequences(), ml100k.num_items)
     hist = [ml100k.sequences[u][:h] for u, h in zip(df["user"], df["history_len"], strict=True)]
     leaky_ranks = ranks_from_scores(leaky.score(hist), df["target"].to_numpy(), hist)
@@ -100,14 +105,7 @@ def test_train_split_with_several_cuts_is_cross_fitted(ml100k, tmp_path):
     seqs = [ml100k.sequences[u] for u in df["user"]]
     assert (df["target"].to_numpy() == [s[len(s) - c] for s, c in zip(seqs, df["cut"], strict=True)]).all()
     assert (df["history_len"].to_numpy() == [len(s) - c for s, c in zip(seqs, df["cut"], strict=True)]).all()
-    folds = fold_of_users(ml100k.num_users, 2, seed=1234)
-    for fold in range(2):
-        fitted = [s[:-5] if folds[u] == fold else s[:-2] for u, s in enumerate(ml100k.sequences)]
-        pop = PopularityRanker().fit(fitted, ml100k.num_items)
-        rows = df[folds[df["user"].to_numpy()] == fold].head(60)
-        hist = [ml100k.sequences[u][:h] for u, h in zip(rows["user"], rows["history_len"], strict=True)]
-        assert (rows["target_rank"].to_numpy() == ranks_from_scores(pop.score(hist), rows["target"].to_numpy(),
-                                                                    hist)).all()
+    assert_cross_fitted(df, ml100k, drop=5, rows_per_fold=60)
     with pytest.raises(ConfigError, match="train_cuts must be at least 1"):
         generate_candidates(out, k=10, folds=2, train_cuts=0, progress=False)
 
