@@ -1,9 +1,10 @@
 """Constrained decoding for ``transformers`` generate: the answer can only be a valid permutation.
 
-The HF twin of the vLLM grammar (``rerank_format.answer_grammar``) that serving uses, but stricter:
-besides the shape (``<think>`` free text ``</think>`` then the JSON list), it tracks which candidates
-were already named, so every answer is an exact permutation of the request's candidates. Free
-reasoning may not open a SID or end the turn, and is cut at ``max_reasoning_tokens``.
+Serving runs the same state machine inside vLLM (``serving.permutation_constraint``). Unlike a
+grammar (``rerank_format.answer_grammar``), which fixes only the shape (``<think>`` free text
+``</think>`` then the JSON list), it tracks which candidates were already named, so every answer is
+an exact permutation of the request's candidates. Free reasoning may not open a SID or end the
+turn, and is cut at ``max_reasoning_tokens``.
 
 The answer is decoded as fixed token segments (encoded one by one: SIDs, tags and ``<|...|>``
 markers are added tokens, so segment-wise encoding equals the natural tokenization the model was

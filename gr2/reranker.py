@@ -21,7 +21,7 @@ class GenerationSettings:
     max_new_tokens: int = 320
     batch_size: int = 16
     max_prompt_tokens: int = 3072
-    constrained: bool = True  # decode only valid permutations (as serving's vLLM grammar does); False: free text
+    constrained: bool = True  # decode only valid permutations (as serving does); False: free text
     max_reasoning_tokens: int = 160  # constrained decoding cuts the reasoning here
 
 

@@ -2,7 +2,7 @@
 
 A small student may write the answer's JSON shape yet fail to copy candidate SIDs; then every
 rollout is unparseable, every reward is -1 and no group carries a signal. Decoding rollouts under
-``gr2.answer_constraint`` (as serving decodes under vLLM's grammar) makes every rollout a valid
+``gr2.answer_constraint`` (as serving decodes) makes every rollout a valid
 permutation, and the rewards differ only by where the target lands. The trainer still scores the
 sampled tokens with the unconstrained policy, so the update also raises the probability of the
 well-formed answers themselves.

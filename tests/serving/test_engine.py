@@ -1,4 +1,4 @@
-"""The rerank engine on a real vLLM CPU engine: permutations always, fallbacks when it must."""
+"""The rerank engine on a real vLLM CPU engine: exact permutations always, fallbacks when it must."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def test_answers_are_constrained_permutations(rerank_engine, ml100k_catalog, eng
     out = engine_run(rerank_engine.rerank, history, cands)
     assert sorted(out.answer.order) == list(range(10))
     assert not out.fallback and out.completion_tokens > 0 and out.prompt_tokens > 50
-    assert not any("unknown SID" in p for p in out.answer.problems)  # the grammar allows candidates only
+    # the permutation logits processor: every candidate exactly once, nothing for the parser to repair,
+    # even from this untrained model (which, decoding freely, repeats SIDs)
+    assert out.answer.valid and not out.answer.repaired, out.answer.problems
 
 
 def test_hostile_titles_stay_data(rerank_engine, ml100k_catalog, engine_run):
@@ -52,3 +54,4 @@ def test_concurrent_requests(rerank_engine, ml100k_catalog, engine_run):
 
     outs = engine_run(many)
     assert all(sorted(o.answer.order) == list(range(10)) and not o.fallback for o in outs)
+    assert all(o.answer.valid and not o.answer.repaired for o in outs)  # per-request state kept apart
