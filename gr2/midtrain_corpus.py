@@ -2,7 +2,11 @@
 
 Four tasks tie semantic IDs to language: the next item's SID from a history of SIDs (collaborative
 signal), an item's text from its SID, its SID from its text, and plain item text (keeps the
-language ability the SID tasks would otherwise erode). Examples are conversational
+language ability the SID tasks would otherwise erode). A fifth, ``pick_next``, is the rerank task
+itself with a known answer: a rerank prompt whose shuffled candidates hold the true next item among
+popularity-sampled others, answered in the rerank format with that item first and the rest in listed
+order. It teaches what stage 2 cannot teach a small model in a few hundred steps: writing the
+answer JSON by copying each candidate's SID exactly once. Examples are conversational
 prompt/completion pairs, so TRL's ``SFTTrainer`` computes the loss on the completion alone and the
 chat format matches stages 2 and 3. Histories come from ``train_sequences()``: the valid and test
 targets never appear, so stage-1 training cannot leak the evaluation answers.
@@ -16,9 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from data.schema import PreparedDataset
-from gr2.rerank_format import sanitize_item_text
+from gr2.rerank_format import PromptItem, build_messages, format_answer, sanitize_item_text
 
-TASKS = ("next_sid", "sid_to_text", "text_to_sid", "item_text")
+TASKS = ("next_sid", "sid_to_text", "text_to_sid", "item_text", "pick_next")
 
 
 @dataclass
@@ -29,8 +33,11 @@ class MixtureConfig:
     sid_to_text: float = 0.2
     text_to_sid: float = 0.2
     item_text: float = 0.2
+    pick_next: float = 0.0
     num_examples: int = 20_000
     max_history: int = 20  # most recent items shown for next-SID prediction
+    pick_history: int = 10  # history items in a pick_next prompt (pipelines set the recipe's max_history)
+    pick_candidates: int = 10  # candidates in a pick_next prompt (pipelines set the ranker's K)
     min_history: int = 1
     seed: int = 0
 
@@ -42,9 +49,9 @@ class MixtureConfig:
         return w / w.sum()
 
 
-def _conversation(user: str, assistant: str, task: str) -> dict:
+def _conversation(user: str | list[dict], assistant: str, task: str) -> dict:
     return {
-        "prompt": [{"role": "user", "content": user}],
+        "prompt": [{"role": "user", "content": user}] if isinstance(user, str) else user,
         "completion": [{"role": "assistant", "content": assistant}],
         "task": task,
     }
@@ -75,8 +82,37 @@ def build_midtrain_examples(ds: PreparedDataset, item_sids: Sequence[str], confi
         examples.append(_conversation(f"Which item is this: {titles[i]}?", item_sids[i], "text_to_sid"))
     for i in rng.integers(ds.num_items, size=counts[3]):
         examples.append(_conversation("Describe an item from the catalogue.", texts[i], "item_text"))
+    examples += _pick_next_examples(train, item_sids, titles, counts[4], config, rng)
     order = rng.permutation(len(examples))
     return [examples[i] for i in order]
+
+
+def _pick_next_examples(train: list[np.ndarray], item_sids: Sequence[str], titles: list[str], count: int,
+                        config: MixtureConfig, rng: np.random.Generator) -> list[dict]:
+    """Rerank prompts with a known answer: the true next item first, the other candidates in listed order."""
+    if count == 0:
+        return []
+    num_items = len(item_sids)
+    popularity = np.bincount(np.concatenate(train), minlength=num_items).astype(float) + 1.0
+    popularity /= popularity.sum()
+    k = min(config.pick_candidates, num_items)
+    examples = []
+    for _ in range(count):
+        seq = train[rng.integers(len(train))]
+        cut = int(rng.integers(config.min_history, len(seq)))
+        history, target = seq[max(0, cut - config.pick_history) : cut].tolist(), int(seq[cut])
+        others: list[int] = []
+        while len(others) < k - 1:  # distinct, popularity-sampled, not the target (may repeat history items)
+            item = int(rng.choice(num_items, p=popularity))
+            if item != target and item not in others:
+                others.append(item)
+        candidates = list(others)
+        candidates.insert(int(rng.integers(k)), target)
+        messages = build_messages([PromptItem(item_sids[i], titles[i]) for i in history],
+                                  [PromptItem(item_sids[i], titles[i]) for i in candidates])
+        answer = format_answer("", [item_sids[target]] + [item_sids[i] for i in others])
+        examples.append(_conversation(messages, answer, "pick_next"))
+    return examples
 
 
 def build_midtrain_dataset(ds: PreparedDataset, item_sids: Sequence[str], config: MixtureConfig):

@@ -167,7 +167,11 @@ class Pipeline:
             return
         self._start_training(self.layout.midtrain)
         base = self.layout.pretrain / "model" if self.recipe.base_model == "tiny" else self.recipe.base_model
-        midtrain(base, self.dataset, self.catalog.sids, self.layout.midtrain, self.recipe.midtrain)
+        config = self.recipe.midtrain  # pick_next prompts look like the run's rerank prompts
+        mixture = dataclasses.replace(config.mixture, pick_history=self.recipe.max_history,
+                                      pick_candidates=self.recipe.ranker.k)
+        midtrain(base, self.dataset, self.catalog.sids, self.layout.midtrain,
+                 dataclasses.replace(config, mixture=mixture))
 
     def teacher(self):
         from data.cooccurrence import cooccurrence_matrix

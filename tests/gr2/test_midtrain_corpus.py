@@ -61,3 +61,29 @@ def test_dataset_and_determinism(ml100k, sids):
     with pytest.raises(ValueError, match="mixture weights"):
         MixtureConfig(next_sid=-1).weights()
     assert np.isclose(MixtureConfig().weights().sum(), 1)
+
+
+def test_pick_next_answers_the_rerank_prompt_with_the_true_next_item_first(ml100k, sids):
+    from gr2.rerank_format import parse_answer
+
+    config = MixtureConfig(num_examples=300, next_sid=0, sid_to_text=0, text_to_sid=0, item_text=0, pick_next=1,
+                           pick_history=5, pick_candidates=10)
+    index = {s: i for i, s in enumerate(sids)}
+    train_pairs = set()
+    for seq in ml100k.train_sequences():
+        train_pairs.update(zip(seq[:-1].tolist(), seq[1:].tolist(), strict=True))
+    first_positions = set()
+    for e in build_midtrain_examples(ml100k, sids, config):
+        system, user = e["prompt"]
+        assert system["role"] == "system" and user["role"] == "user"
+        history_part, candidate_part = user["content"].split("Candidates")
+        history = [index[s] for s in re.findall(r"<\|sid_begin\|>.*?<\|sid_end\|>", history_part)]
+        candidates = re.findall(r"<\|sid_begin\|>.*?<\|sid_end\|>", candidate_part)
+        assert 1 <= len(history) <= 5 and len(set(candidates)) == len(candidates) == 10
+        parsed = parse_answer(e["completion"][0]["content"], candidates)
+        assert parsed.valid and not parsed.repaired  # a full permutation of the listed candidates
+        target = index[candidates[parsed.order[0]]]
+        assert (history[-1], target) in train_pairs  # the true next item of a training sequence
+        assert parsed.order[1:] == sorted(parsed.order[1:])  # the rest keep their listed order
+        first_positions.add(parsed.order[0])
+    assert len(first_positions) > 5  # the true item sits anywhere in the list, not always first
