@@ -12,6 +12,12 @@ Initialisation of the new embedding rows (``init``):
 - ``"mean"``: the mean of the existing rows (Hewitt 2021): new tokens start with an average,
   not an outsized, logit, so the LM's distribution barely moves until training uses them.
 Markers, codes no item uses and, with ``"text"``, the output rows of an untied head get the mean.
+
+Every new row then gets Gaussian noise with the covariance of the existing rows times ``noise``
+(Hewitt samples from that distribution). Without it the rows are near copies of one another: means
+over hundreds of items all sit near the global mean (on ML-100K, same-level code tokens started at
+cosine 0.6 on average, up to 0.99 pairwise, and stayed so through mid-training), and a model that
+cannot tell ``<s_c_50>`` from ``<s_c_55>`` apart cannot copy a candidate's SID into its answer.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class VocabExtension:
 
 def extend_vocabulary(hf_tokenizer: Any, hf_model: Any, sid_tokenizer: SemanticIDs,
                       item_texts: Sequence[str] | None = None, init: str = "auto",
-                      pad_to_multiple_of: int | None = None) -> VocabExtension:
+                      pad_to_multiple_of: int | None = None, noise: float = 1.0, seed: int = 0) -> VocabExtension:
     """Add the SID tokens to ``hf_tokenizer``, grow ``hf_model``'s embeddings and initialise the new rows."""
     import torch
     from tokenizers import AddedToken
@@ -78,6 +84,8 @@ def extend_vocabulary(hf_tokenizer: Any, hf_model: Any, sid_tokenizer: SemanticI
                 w[new_ids] = mean
             if init == "text" and i == 0 and len(new_ids):
                 _text_init(w, old_rows, text_ids, sid_tokenizer, token_ids, set(new))
+            if noise > 0 and len(new_ids):
+                w[new_ids] += _covariance_noise(w[:old_rows], len(new_ids), noise, seed + i)
     return VocabExtension(token_ids, len(new), old_rows, hf_model.get_input_embeddings().weight.shape[0], init)
 
 
@@ -98,6 +106,16 @@ def _text_init(w: Any, old_rows: int, text_ids: list[list[int]], sid: SemanticID
             tok = code_token(level, int(code))
             if tok in new:
                 w[token_ids[tok]] = torch.as_tensor(sums[code] / counts[code], dtype=w.dtype)
+
+
+def _covariance_noise(rows: Any, n: int, scale: float, seed: int) -> Any:
+    """``n`` draws from N(0, scale * covariance of ``rows``), reproducible from ``seed``."""
+    import torch
+
+    x = rows.detach().double()
+    cov = torch.cov(x.T) * scale + 1e-8 * torch.eye(x.shape[1], dtype=torch.float64)
+    z = torch.randn(n, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (z @ torch.linalg.cholesky(cov).T).to(rows.dtype)
 
 
 def _check_round_trip(hf_tokenizer: Any, sid: SemanticIDs, token_ids: dict[str, int]) -> None:

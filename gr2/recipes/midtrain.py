@@ -26,6 +26,7 @@ class MidtrainConfig:
         epochs=1.0, learning_rate=1e-3, batch_size=16, max_length=512))
     lora: LoraSettings | None = None
     vocab_init: str = "auto"  # "text" when item texts are known, else "mean" (see tokenizer.vocab)
+    vocab_noise: float = 1.0  # new rows + N(0, vocab_noise * covariance of the old rows): distinct SID tokens
 
 
 def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out_dir: Path,
@@ -34,7 +35,8 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
 
     out_dir = Path(out_dir)
     model, tokenizer = load_base_model(base_model)
-    extension = extend_vocabulary(tokenizer, model, sids, item_texts=ds.item_texts(), init=config.vocab_init)
+    extension = extend_vocabulary(tokenizer, model, sids, item_texts=ds.item_texts(), init=config.vocab_init,
+                                  noise=config.vocab_noise, seed=config.training.seed)
     corpus = build_midtrain_dataset(ds, sids.sids(), config.mixture)
     trainer = SFTTrainer(
         model=model,

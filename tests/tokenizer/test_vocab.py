@@ -41,7 +41,7 @@ def test_mean_init(ml100k, sids, tie):
     model = make_model(len(tok), tie)
     old = model.get_input_embeddings().weight.detach().clone()
     old_out = model.get_output_embeddings().weight.detach().clone()
-    ext = extend_vocabulary(tok, model, sids)
+    ext = extend_vocabulary(tok, model, sids, noise=0)
 
     n_new = 2 + sum(sids.level_sizes)
     assert ext.init == "mean" and ext.added == n_new and ext.new_vocab_size == len(old) + n_new == len(tok)
@@ -65,7 +65,7 @@ def test_text_init_puts_code_tokens_on_their_items_words(ml100k, sids):
     tok = make_tokenizer(texts)
     model = make_model(len(tok), tie=False)
     table = model.get_input_embeddings().weight.detach().clone().numpy()
-    ext = extend_vocabulary(tok, model, sids, item_texts=texts, pad_to_multiple_of=64)
+    ext = extend_vocabulary(tok, model, sids, item_texts=texts, pad_to_multiple_of=64, noise=0)
     assert ext.init == "text" and ext.new_vocab_size % 64 == 0
     w = model.get_input_embeddings().weight.detach().numpy()
 
@@ -97,3 +97,26 @@ def test_bad_arguments(ml100k, sids):
     small = make_model(10, tie=True)
     with pytest.raises(DataError, match="embedding rows"):
         extend_vocabulary(tok, small, SemanticIDs(np.array([[0], [1]]), (2,)))
+
+
+def test_noise_makes_code_tokens_distinguishable(ml100k, sids):
+    """Text means of many items crowd around one point; the covariance noise pulls the rows apart."""
+    texts = ml100k.item_texts()
+
+    def level_b_rows(noise):
+        tok = make_tokenizer(texts)
+        model = make_model(len(tok), tie=True)
+        ext = extend_vocabulary(tok, model, sids, item_texts=texts, noise=noise)
+        ids = [ext.token_ids[f"<s_b_{c}>"] for c in sorted(set(sids.codes[:, 1].tolist()))]
+        return model.get_input_embeddings().weight.detach()[ids], model
+
+    def max_cosine(rows):
+        x = torch.nn.functional.normalize(rows, dim=1)
+        return (x @ x.T).fill_diagonal_(-1).max().item()
+
+    crowded, _ = level_b_rows(0)
+    spread, model = level_b_rows(1.0)
+    assert max_cosine(crowded) > 0.9 > max_cosine(spread)
+    assert torch.equal(spread, level_b_rows(1.0)[0])  # seeded: the same rows every time
+    old = model.get_input_embeddings().weight[: len(model.get_input_embeddings().weight) - len(spread)]
+    assert spread.norm(dim=1).mean() < 3 * old.norm(dim=1).mean()  # typical size, not outsized
