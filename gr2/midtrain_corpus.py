@@ -6,7 +6,9 @@ language ability the SID tasks would otherwise erode). A fifth, ``pick_next``, i
 itself with a known answer: a rerank prompt whose shuffled candidates hold the true next item among
 popularity-sampled others, answered in the rerank format with that item first and the rest in listed
 order. It teaches what stage 2 cannot teach a small model in a few hundred steps: writing the
-answer JSON by copying each candidate's SID exactly once. Examples are conversational
+answer JSON by copying each candidate's SID exactly once. Its examples are long (rerank prompts)
+beside the short SID tasks, so mixtures with it train faster with ``training.sampling:
+group_by_length``. Examples are conversational
 prompt/completion pairs, so TRL's ``SFTTrainer`` computes the loss on the completion alone and the
 chat format matches stages 2 and 3. Histories come from ``train_sequences()``: the valid and test
 targets never appear, so stage-1 training cannot leak the evaluation answers.

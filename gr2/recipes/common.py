@@ -27,6 +27,8 @@ class TrainingSettings:
     seed: int = 0
     max_steps: int = -1  # > 0 overrides epochs (smoke runs, tests)
     bf16: bool = False  # GPU configs
+    # "group_by_length": batches of similar length (less padding when short and long tasks mix)
+    sampling: str = "random"
 
 
 @dataclass
@@ -77,6 +79,7 @@ def sft_config(out_dir: Path, settings: TrainingSettings, **extra: Any) -> Any:
         report_to=[],
         seed=settings.seed,
         bf16=settings.bf16,
+        train_sampling_strategy=settings.sampling,
         use_cpu=not cuda_available(),
         dataloader_num_workers=0,
         **extra,

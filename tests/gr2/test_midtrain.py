@@ -26,13 +26,15 @@ def base_dir(ml100k, tmp_path_factory):
 def test_midtrain(ml100k, ml100k_catalog, base_dir, tmp_path, lora):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = MidtrainConfig(mixture=MixtureConfig(num_examples=400),
+    mixture = MixtureConfig(num_examples=400, pick_next=0.1, pick_history=2, pick_candidates=4)
+    config = MidtrainConfig(mixture=mixture,
                             training=TrainingSettings(max_steps=25, batch_size=16, learning_rate=3e-3,
-                                                      logging_steps=5, save_steps=25, max_length=256),
+                                                      logging_steps=5, save_steps=25, max_length=384,
+                                                      sampling="group_by_length"),
                             lora=lora)
     metrics = midtrain(base_dir, ml100k, ml100k_catalog.sids, tmp_path, config)
     assert metrics["steps"] == 25 and metrics["vocab"]["added"] == 2 + 64 + 64
-    assert set(metrics["tasks"]) == {"next_sid", "sid_to_text", "text_to_sid", "item_text"}
+    assert set(metrics["tasks"]) == {"next_sid", "sid_to_text", "text_to_sid", "item_text", "pick_next"}
     losses = [e["loss"] for e in json.loads((tmp_path / "checkpoint-25" / "trainer_state.json").read_text())
               ["log_history"] if "loss" in e]
     assert losses[-1] < losses[0]
