@@ -123,7 +123,7 @@ def bench_serve(run: Path | None = None, model: Path | None = None, out_dir: Pat
             ratios[c] = round(per_engine["vllm"][f"c={c}"]["requests_per_second"] / hf, 2) if hf else None
             rows.append({"system": f"vllm / transformers c={c}", "req/s": ratios[c]})
     note = (f"same {len(requests)} rerank prompts (10 candidates, test split) on both engines, each answer exactly "
-            f"{max_new_tokens} tokens (no grammar, EOS ignored); closed loop of c clients for {seconds:.0f} s over "
+            f"{max_new_tokens} tokens (unconstrained, EOS ignored); closed loop of c clients for {seconds:.0f} s over "
             f"loopback HTTP to `gr2 serve`; transformers batches the waiting requests (up to 32) into one "
             f"left-padded generate")
     extra = {"note": note, "model": str(model), "run": str(run), "max_new_tokens": max_new_tokens,

@@ -48,7 +48,7 @@ class EngineSettings:
     cpu_reserved: int | None = None
     enable_lora: bool = False  # also switched on by ``lora_adapters``
     lora_adapters: dict[str, str] = field(default_factory=dict)  # served name -> PEFT adapter directory
-    exact_tokens: bool = False  # benchmarks only: no grammar, every answer exactly max_new_tokens long
+    exact_tokens: bool = False  # benchmarks only: unconstrained, every answer exactly max_new_tokens long
     seed: int = 0
     extra: dict = field(default_factory=dict)  # any other vLLM engine argument
 
@@ -172,7 +172,7 @@ class RerankEngine(BaseRerankEngine):
         s = self.settings
         sids = [c.sid for c in candidates]
         start = time.perf_counter()
-        if s.exact_tokens:  # equal work per request on every backend: no grammar, no early stop
+        if s.exact_tokens:  # equal work per request on every backend: no constraint, no early stop
             params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens, min_tokens=s.max_new_tokens,
                                     ignore_eos=True)
         elif s.constraint == "permutation":

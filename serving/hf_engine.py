@@ -3,8 +3,9 @@
 A single worker thread owns the model. Requests wait in a queue; whenever the worker is free it
 takes every waiting request (up to ``max_batch``) and runs them as one left-padded ``generate``, so
 concurrent clients are batched the way a careful hand-written server would batch them (static
-batching: a batch runs to its longest answer and newcomers wait for the next one). There is no
-grammar here; the parser repairs or falls back as for any free-form answer.
+batching: a batch runs to its longest answer and newcomers wait for the next one). Answers are
+decoded under ``gr2.answer_constraint`` (exact permutations, as the vLLM engine's logits processor
+does), except in the benchmark's ``exact_tokens`` mode, where both engines generate unconstrained.
 """
 
 from __future__ import annotations
@@ -116,15 +117,23 @@ class TransformersRerankEngine(BaseRerankEngine):
 
     def _generate(self, prompts: list[str]) -> list[tuple[str, int, int]]:
         import torch
+        from transformers import LogitsProcessorList
+
+        from gr2.answer_constraint import RerankAnswerConstraint, prompt_candidate_sids
 
         tok, s = self.tokenizer, self.settings
         batch = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         if batch["input_ids"].shape[1] + s.max_new_tokens > s.max_model_len:
             raise ValueError(f"prompt of {batch['input_ids'].shape[1]} tokens leaves no room to answer")
-        exact = {"min_new_tokens": s.max_new_tokens} if s.exact_tokens else {}
+        if s.exact_tokens:
+            extra = {"min_new_tokens": s.max_new_tokens}
+        else:
+            constraint = RerankAnswerConstraint(tok, [prompt_candidate_sids(p) for p in prompts],
+                                                batch["input_ids"].shape[1], s.max_reasoning_tokens)
+            extra = {"logits_processor": LogitsProcessorList([constraint])}
         with torch.inference_mode():
             out = self.model.generate(**batch, max_new_tokens=s.max_new_tokens, do_sample=False,
-                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **exact)
+                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **extra)
         new = out[:, batch["input_ids"].shape[1]:]
         lengths = batch["attention_mask"].sum(1).tolist()
         results = []

@@ -115,14 +115,14 @@ def serve(
     model: Path | None = typer.Option(None, help="Model directory to serve (default: the run's best stage)."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
-    engine: str = typer.Option("vllm", help="vllm, or transformers (plain generate with batching; no grammar)."),
+    engine: str = typer.Option("vllm", help="vllm, or transformers (plain generate, batched; same constraint)."),
     lora: list[str] = typer.Option([], help="Serve a PEFT LoRA adapter as name=DIR (repeatable); requests pick "
                                             "it with \"model\": name."),
     timeout_s: float = typer.Option(30.0, help="Per-request deadline; then the pre-rank order is returned."),
     max_candidates: int = typer.Option(50),
     max_history: int = typer.Option(50),
     max_new_tokens: int = typer.Option(320, help="Longest answer generated."),
-    exact_tokens: bool = typer.Option(False, help="Benchmarks: no grammar, every answer exactly max-new-tokens."),
+    exact_tokens: bool = typer.Option(False, help="Benchmarks: unconstrained, every answer exactly max-new-tokens."),
     constraint: str = typer.Option("permutation", help="vllm: permutation (exact permutations, as evaluated) or "
                                                       "grammar (vLLM structured outputs; repeats are repaired)."),
     k: int | None = typer.Option(None, help="/v1/recommend: candidates reranked (default: the recipe's ranker.k)."),
