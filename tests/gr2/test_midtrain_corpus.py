@@ -87,3 +87,20 @@ def test_pick_next_answers_the_rerank_prompt_with_the_true_next_item_first(ml100
         assert parsed.order[1:] == sorted(parsed.order[1:])  # the rest keep their listed order
         first_positions.add(parsed.order[0])
     assert len(first_positions) > 5  # the true item sits anywhere in the list, not always first
+
+
+def test_copy_sids_repeats_a_window_of_a_training_sequence(ml100k, sids):
+    config = MixtureConfig(num_examples=300, next_sid=0, sid_to_text=0, text_to_sid=0, item_text=0, copy_sids=1,
+                           pick_candidates=6)
+    index = {s: i for i, s in enumerate(sids)}
+    train_pairs = set()
+    for seq in ml100k.train_sequences():
+        train_pairs.update(zip(seq[:-1].tolist(), seq[1:].tolist(), strict=True))
+    sizes = set()
+    for e in build_midtrain_examples(ml100k, sids, config):
+        listed = re.findall(r"<\|sid_begin\|>.*?<\|sid_end\|>", e["prompt"][0]["content"])
+        assert e["completion"][0]["content"] == "".join(listed)  # the answer is the list, verbatim
+        items = [index[s] for s in listed]
+        assert all(pair in train_pairs for pair in zip(items, items[1:]))  # consecutive in training data
+        sizes.add(len(items))
+    assert sizes == set(range(2, 7))
