@@ -2,17 +2,17 @@
 
 Four tasks tie semantic IDs to language: the next item's SID from a history of SIDs (collaborative
 signal), an item's text from its SID, its SID from its text, and plain item text (keeps the
-language ability the SID tasks would otherwise erode). ``copy_sids`` repeats a short list of SIDs
-(a window of a training sequence): the in-context copying a reranker's answer is made of, which a
-small model picks up in a few hundred steps from short lists but not from long rerank prompts
-(measured on ML-100K: 5-SID lists are copied after ~150 steps of 32; ~500-token rerank prompts gave
-0% valid answers after 340 steps of 16). ``pick_next``, is the rerank task
-itself with a known answer: a rerank prompt whose shuffled candidates hold the true next item among
-popularity-sampled others, answered in the rerank format with that item first and the rest in listed
-order. It teaches what stage 2 cannot teach a small model in a few hundred steps: writing the
-answer JSON by copying each candidate's SID exactly once. Its examples are long (rerank prompts)
-beside the short SID tasks, so mixtures with it train faster with ``training.sampling:
-group_by_length``. Examples are conversational
+language ability the SID tasks would otherwise erode). Two more teach the answer a reranker writes:
+
+- ``pick_next``: the rerank task with a known answer. A rerank prompt whose shuffled candidates hold
+  the true next item among popularity-sampled others, answered in the rerank format with that item
+  first and the rest in listed order: the answer JSON is made by copying each candidate's SID once.
+- ``copy_sids``: a window of 2..K items of a training sequence, repeated: in-context copying in its
+  simplest form. Lists of varying length need content-based (induction) copying; a fixed length
+  would let a relative-position head do it, which does not transfer to reranking.
+
+Both weigh 0 by default. ``pick_next`` examples are long beside the short SID tasks, so mixtures
+with it train faster with ``training.sampling: group_by_length``. Examples are conversational
 prompt/completion pairs, so TRL's ``SFTTrainer`` computes the loss on the completion alone and the
 chat format matches stages 2 and 3. Histories come from ``train_sequences()``: the valid and test
 targets never appear, so stage-1 training cannot leak the evaluation answers.
