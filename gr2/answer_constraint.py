@@ -43,6 +43,12 @@ class RerankAnswerConstraint(LogitsProcessor):
         sid_starts = {ids[0] for row in self.candidates for ids in row}
         self.banned_in_reasoning = sorted({self.end, *sid_starts})
 
+    def token_budget(self, row: int) -> int:
+        """The most tokens an answer for ``row`` can take: full reasoning, every SID, end of turn."""
+        sids = self.candidates[row]
+        fixed = len(self.open) + self.max_reasoning_tokens + len(self.close) + len(self.head) + len(self.tail) + 1
+        return fixed + sum(map(len, sids)) + (len(sids) - 1) * len(self.separator)
+
     def allowed(self, row: int, generated: list[int]) -> list[int] | None:
         """Token ids allowed next for one row; None = free reasoning (anything but the banned ids)."""
         n = len(self.open)

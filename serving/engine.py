@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class EngineSettings:
     model_dir: str
     max_model_len: int = 4096
-    max_new_tokens: int = 320
+    max_new_tokens: int = 320  # unconstrained answers; constrained ones get exactly the tokens they can need
     # "permutation": our vLLM logits processor, exact permutations (what `gr2 eval rerank` measures);
     # "grammar": vLLM structured outputs (answer_grammar), SIDs may repeat and are repaired
     constraint: str = "permutation"
@@ -167,6 +167,7 @@ class RerankEngine(BaseRerankEngine):
         from vllm.lora.request import LoRARequest
         from vllm.sampling_params import StructuredOutputsParams
 
+        from gr2.answer_constraint import RerankAnswerConstraint
         from serving.permutation_constraint import rerank_request_args
 
         s = self.settings
@@ -175,8 +176,9 @@ class RerankEngine(BaseRerankEngine):
         if s.exact_tokens:  # equal work per request on every backend: no constraint, no early stop
             params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens, min_tokens=s.max_new_tokens,
                                     ignore_eos=True)
-        elif s.constraint == "permutation":
-            params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens,
+        elif s.constraint == "permutation":  # as many tokens as the longest valid answer needs, never fewer
+            budget = RerankAnswerConstraint(self.tokenizer, [sids], 0, s.max_reasoning_tokens).token_budget(0)
+            params = SamplingParams(temperature=0.0, max_tokens=budget,
                                     extra_args=rerank_request_args(sids, s.max_reasoning_tokens))
         else:
             params = SamplingParams(

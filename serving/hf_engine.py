@@ -126,14 +126,15 @@ class TransformersRerankEngine(BaseRerankEngine):
         if batch["input_ids"].shape[1] + s.max_new_tokens > s.max_model_len:
             raise ValueError(f"prompt of {batch['input_ids'].shape[1]} tokens leaves no room to answer")
         if s.exact_tokens:
-            extra = {"min_new_tokens": s.max_new_tokens}
-        else:
+            extra = {"min_new_tokens": s.max_new_tokens, "max_new_tokens": s.max_new_tokens}
+        else:  # as many tokens as the batch's longest valid answer needs
             constraint = RerankAnswerConstraint(tok, [prompt_candidate_sids(p) for p in prompts],
                                                 batch["input_ids"].shape[1], s.max_reasoning_tokens)
-            extra = {"logits_processor": LogitsProcessorList([constraint])}
+            extra = {"logits_processor": LogitsProcessorList([constraint]),
+                     "max_new_tokens": max(constraint.token_budget(i) for i in range(len(prompts)))}
         with torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=s.max_new_tokens, do_sample=False,
-                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **extra)
+            out = self.model.generate(**batch, do_sample=False, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id, **extra)
         new = out[:, batch["input_ids"].shape[1]:]
         lengths = batch["attention_mask"].sum(1).tolist()
         results = []

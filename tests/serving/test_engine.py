@@ -23,6 +23,13 @@ def test_answers_are_constrained_permutations(rerank_engine, ml100k_catalog, eng
     assert out.answer.valid and not out.answer.repaired, out.answer.problems
 
 
+def test_long_candidate_lists_get_the_tokens_they_need(rerank_engine, ml100k_catalog, engine_run):
+    # 30 SIDs take ~270 answer tokens, more than the engine's max_new_tokens (160): the constrained
+    # request's budget is what its longest valid answer can need, so it still completes
+    out = engine_run(rerank_engine.rerank, items(ml100k_catalog, [1, 2]), items(ml100k_catalog, range(400, 430)))
+    assert out.answer.valid and not out.fallback and out.completion_tokens > 160
+
+
 def test_hostile_titles_stay_data(rerank_engine, ml100k_catalog, engine_run):
     cands = items(ml100k_catalog, range(200, 210), [HOSTILE] + [f"Movie {i}" for i in range(9)])
     prompt = rerank_engine.prompt(items(ml100k_catalog, [5]), cands)
