@@ -29,6 +29,7 @@ class TrainingSettings:
     bf16: bool = False  # GPU configs
     # "group_by_length": batches of similar length (less padding when short and long tasks mix)
     sampling: str = "random"
+    lr_scheduler: str = "cosine"  # any transformers scheduler name, e.g. constant_with_warmup
 
 
 @dataclass
@@ -66,7 +67,7 @@ def sft_config(out_dir: Path, settings: TrainingSettings, **extra: Any) -> Any:
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
         learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
         weight_decay=settings.weight_decay,
         per_device_train_batch_size=settings.batch_size,

@@ -61,3 +61,12 @@ def test_rl_dapo_section_is_typed():
     assert config.learning_rate == 5e-5 and config.max_steps == 3
     with pytest.raises(DataError, match=r"rl.dapo: unknown key\(s\) \['max_step'\]"):
         from_dict(DAPOConfig, {"max_step": 3}, "rl.dapo")
+
+
+def test_training_settings_reach_trl(tmp_path):
+    from gr2.recipes.common import sft_config
+
+    recipe = load_recipe("configs/ml-100k-tiny.yaml", {"midtrain.training.lr_scheduler": "constant_with_warmup",
+                                                       "midtrain.training.sampling": "group_by_length"})
+    args = sft_config(tmp_path, recipe.midtrain.training)
+    assert args.lr_scheduler_type == "constant_with_warmup" and args.train_sampling_strategy == "group_by_length"
