@@ -14,10 +14,11 @@ Initialisation of the new embedding rows (``init``):
 Markers, codes no item uses and, with ``"text"``, the output rows of an untied head get the mean.
 
 Every new row then gets Gaussian noise with the covariance of the existing rows times ``noise``
-(Hewitt samples from that distribution). Without it the rows are near copies of one another: means
-over hundreds of items all sit near the global mean (on ML-100K, same-level code tokens started at
-cosine 0.6 on average, up to 0.99 pairwise, and stayed so through mid-training), and a model that
-cannot tell ``<s_c_50>`` from ``<s_c_55>`` apart cannot copy a candidate's SID into its answer.
+(Hewitt 2021 likewise samples new rows with the existing rows' covariance; scale 1 here so that
+tokens start apart). Without it the rows are near copies of one another: means over hundreds of
+items all sit near the global mean (on ML-100K, same-level code tokens started at cosine 0.6 on
+average, up to 0.99 pairwise, and stayed so through mid-training), and a model that cannot tell
+``<s_c_50>`` from ``<s_c_55>`` apart cannot copy a candidate's SID into its answer.
 """
 
 from __future__ import annotations
