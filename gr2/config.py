@@ -112,6 +112,11 @@ def _convert(hint: Any, value: Any, where: str, current: Any) -> Any:
     if value is None and type(None) in options:
         return None
     for option in options:
+        item = typing.get_args(option)[0] if typing.get_origin(option) is list and typing.get_args(option) else None
+        if item is not None and dataclasses.is_dataclass(item):  # e.g. midtrain.phases: each entry onto defaults
+            if not isinstance(value, list):
+                raise DataError(f"{where}: expected a list of {item.__name__} mappings, got {type(value).__name__}")
+            return [from_dict(item, entry, f"{where}[{i}]") for i, entry in enumerate(value)]
         if dataclasses.is_dataclass(option):
             return from_dict(option, value, where, current if isinstance(current, option) else None)
     if options[0] is float and isinstance(value, int | str) and not isinstance(value, bool):

@@ -3,20 +3,48 @@
 Loads the base model (stage 0's output or any local HF causal LM), adds the SID tokens with
 ``tokenizer.extend_vocabulary`` (new rows initialised from the items' text embeddings), and trains
 with TRL's ``SFTTrainer`` on prompt/completion conversations (loss on completions only), fully or
-with LoRA. Resumes after a kill; the merged model lands in ``out_dir/model``.
+with LoRA. Optional later ``phases`` continue from the mixture's model on other tasks and settings:
+the tiny recipe ends with a copy warm-up (``copy_sids`` at a constant lr), the one thing that taught
+the 3M-parameter model to write candidate SIDs back. Resumes after a kill (a finished phase is
+reloaded, the running one continues from its newest checkpoint); the model lands in ``out_dir/model``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from data.errors import DataError
 from data.schema import PreparedDataset
 from gr2.base_model import load_base_model
-from gr2.midtrain_corpus import MixtureConfig, build_midtrain_dataset
+from gr2.midtrain_corpus import TASKS, MixtureConfig, build_midtrain_dataset
 from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, sft_config, train_resuming
 from tokenizer.sid import SemanticIDs
 from tokenizer.vocab import extend_vocabulary
+
+
+@dataclass
+class MidtrainPhase:
+    """A later pass from the previous phase's model: only ``tasks`` (weights) are trained, on
+    ``num_examples`` new examples; history and candidate sizes follow the main mixture."""
+
+    name: str = "phase"
+    tasks: dict[str, float] = field(default_factory=lambda: {"copy_sids": 1.0})
+    num_examples: int = 10_000
+    training: TrainingSettings = field(default_factory=lambda: TrainingSettings(
+        epochs=1.0, learning_rate=1e-3, batch_size=32, max_length=512, lr_scheduler="constant_with_warmup"))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown:
+            raise DataError(f"midtrain phase {self.name!r}: unknown task(s) {unknown}; tasks: {list(TASKS)}")
+
+    def mixture(self, main: MixtureConfig) -> MixtureConfig:
+        weights = {t: float(self.tasks.get(t, 0.0)) for t in TASKS}
+        return dataclasses.replace(main, **weights, num_examples=self.num_examples)
 
 
 @dataclass
@@ -27,30 +55,58 @@ class MidtrainConfig:
     lora: LoraSettings | None = None
     vocab_init: str = "auto"  # "text" when item texts are known, else "mean" (see tokenizer.vocab)
     vocab_noise: float = 1.0  # new rows + N(0, vocab_noise * covariance of the old rows): distinct SID tokens
+    phases: list[MidtrainPhase] = field(default_factory=list)  # trained in order after the mixture
 
 
 def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out_dir: Path,
              config: MidtrainConfig) -> dict:
-    from trl import SFTTrainer
-
     out_dir = Path(out_dir)
     model, tokenizer = load_base_model(base_model)
     extension = extend_vocabulary(tokenizer, model, sids, item_texts=ds.item_texts(), init=config.vocab_init,
                                   noise=config.vocab_noise, seed=config.training.seed)
-    corpus = build_midtrain_dataset(ds, sids.sids(), config.mixture)
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(out_dir, config.training),
-        train_dataset=corpus.remove_columns("task"),
-        processing_class=tokenizer,
-        peft_config=config.lora.peft_config() if config.lora else None,
-    )
-    result = train_resuming(trainer, out_dir)
+    # (name, mixture, training, directory); without phases the mixture trains in out_dir as it always did
+    runs = [("mixture", config.mixture, config.training, out_dir)]
+    runs += [(p.name, p.mixture(config.mixture), p.training, out_dir / f"phase-{i}-{p.name}")
+             for i, p in enumerate(config.phases, start=1)]
+    if len(runs) > 1:
+        runs[0] = (*runs[0][:3], out_dir / "phase-0-mixture")
+    done: list[dict] = []
+    for index, (name, mixture, training, phase_dir) in enumerate(runs):
+        last = index == len(runs) - 1
+        if not last and (phase_dir / "model").exists():  # finished before a kill: continue from it
+            model, tokenizer = load_base_model(phase_dir / "model")
+            done.append(json.loads((phase_dir / "metrics.json").read_text()))
+            continue
+        trainer, phase_metrics = _train(model, tokenizer, ds, sids, phase_dir, name, mixture, training, config.lora)
+        done.append(phase_metrics)
+        if not last:
+            finish_stage(trainer, tokenizer, phase_dir, phase_metrics)
+            model, tokenizer = load_base_model(phase_dir / "model")  # merged, so a LoRA phase starts afresh
     metrics = {
-        "train_loss": result.training_loss, "steps": result.global_step, "examples": len(corpus),
-        "tasks": {t: corpus["task"].count(t) for t in sorted(set(corpus["task"]))},
+        "train_loss": done[-1]["train_loss"], "steps": sum(p["steps"] for p in done),
+        "examples": sum(p["examples"] for p in done),
+        "tasks": {t: sum(p["tasks"].get(t, 0) for p in done) for t in sorted({t for p in done for t in p["tasks"]})},
+        "phases": done,
         "vocab": {"added": extension.added, "old": extension.old_vocab_size, "new": extension.new_vocab_size,
                   "init": extension.init},
         "config": asdict(config),
     }
     return finish_stage(trainer, tokenizer, out_dir, metrics)
+
+
+def _train(model: Any, tokenizer: Any, ds: PreparedDataset, sids: SemanticIDs, out_dir: Path, name: str,
+           mixture: MixtureConfig, training: TrainingSettings, lora: LoraSettings | None) -> tuple[Any, dict]:
+    from trl import SFTTrainer
+
+    corpus = build_midtrain_dataset(ds, sids.sids(), mixture)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(out_dir, training),
+        train_dataset=corpus.remove_columns("task"),
+        processing_class=tokenizer,
+        peft_config=lora.peft_config() if lora else None,
+    )
+    result = train_resuming(trainer, out_dir)
+    tasks = {t: corpus["task"].count(t) for t in sorted(set(corpus["task"]))}
+    return trainer, {"phase": name, "train_loss": result.training_loss, "steps": result.global_step,
+                     "examples": len(corpus), "tasks": tasks}

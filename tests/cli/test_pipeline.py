@@ -16,7 +16,9 @@ from gr2.cli import app
 
 SHRINK = {
     "ranker.options.epochs": 1, "pretrain.training.max_steps": 10, "midtrain.training.max_steps": 10,
-    "midtrain.mixture.num_examples": 300, "traces.max_examples": 300, "sft.training.max_steps": 10,
+    "midtrain.mixture.num_examples": 300, "traces.max_examples": 300,
+    "midtrain.phases": "[{name: copy, num_examples: 64, training: {max_steps: 4, batch_size: 16}}]",
+    "sft.training.max_steps": 10,
     "eval.max_users": 16, "eval.generation.max_new_tokens": 48, "tiny_model.hidden_size": 64,
     "tiny_model.num_attention_heads": 2, "tiny_model.num_key_value_heads": 1, "tiny_model.vocab_size": 1024,
     "tiny_model.intermediate_size": 128, "rl.max_examples": 200, "ranker.train_cuts": 2,
@@ -39,7 +41,8 @@ def small_run(ml100k, tmp_path_factory):
 def test_quickstart_end_to_end(small_run):
     run, output = small_run
     for artifact in ("sid/report.json", "ranker/candidates/summary.json", "stage0/model/config.json",
-                     "stage1/model/config.json", "traces/traces.jsonl", "sft/model/config.json",
+                     "stage1/model/config.json",
+                     "stage1/phase-0-mixture/model/config.json", "traces/traces.jsonl", "sft/model/config.json",
                      "rl-conditional/model/config.json", "rl-conditional/curve-reward.png",
                      "eval/rerank-test.md", "eval/rerank-test.png", "manifest.json", "recipe.yaml"):
         assert (run / artifact).exists(), artifact
