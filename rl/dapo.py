@@ -17,6 +17,7 @@ from evals.report import line_chart
 from gr2.base_model import load_base_model
 from gr2.recipes.common import cuda_available, finish_stage, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
+from gr2.rerank_format import THINK_CLOSE
 from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
 from rl.reward_funcs import RerankReward
 from rl.rewards import RewardKind
@@ -54,6 +55,7 @@ class DAPOConfig:
     vllm_server_port: int = 8000
     constrained_rollouts: bool = True  # decode rollouts as valid permutations (rl.constrained_rollouts)
     max_reasoning_tokens: int = 64  # constrained rollouts cut the reasoning here
+    train_reasoning: bool = True  # False: the loss skips the reasoning (through </think>); only the ranking learns
 
 
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
@@ -132,6 +134,7 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
         dynamic_sampling=config.dynamic_sampling,
         max_refill_rounds=config.max_refill_rounds,
         refill_seed=config.seed,
+        loss_skips_until=None if config.train_reasoning else tokenizer.encode(THINK_CLOSE, add_special_tokens=False),
     )
     if config.constrained_rollouts and not config.use_vllm:
         from rl.constrained_rollouts import constrain_rollouts

@@ -59,14 +59,28 @@ def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
     return {k: (v[rows] if _per_sample(v, size) else v) for k, v in batch.items()}
 
 
+def prefix_through(ids: torch.Tensor, marker: list[int]) -> torch.Tensor:
+    """Per row, True up to and including the first occurrence of the ``marker`` id sequence (all
+    False where it does not occur)."""
+    n = len(marker)
+    hits = torch.ones(ids.shape[0], max(ids.shape[1] - n + 1, 0), dtype=torch.bool, device=ids.device)
+    for i, token in enumerate(marker):
+        hits &= ids[:, i:ids.shape[1] - n + 1 + i] == token
+    ends = torch.where(hits.any(dim=1), hits.float().argmax(dim=1) + n, 0)
+    return torch.arange(ids.shape[1], device=ids.device)[None, :] < ends[:, None]
+
+
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` that drops zero-variance groups and refills them with fresh prompts."""
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, max_refill_rounds: int = 4,
-                 refill_seed: int = 0, **kwargs: Any):
+                 refill_seed: int = 0, loss_skips_until: list[int] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.dynamic_sampling = dynamic_sampling
         self.max_refill_rounds = max_refill_rounds
+        # token ids ending the part of a completion left out of the loss (e.g. "</think>": the reward
+        # judges only the ranking, so the reasoning would get its advantage with no bearing on it)
+        self.loss_skips_until = loss_skips_until
         order = np.random.default_rng(refill_seed).permutation(len(self.train_dataset))
         self._fresh_prompts = itertools.cycle(order.tolist())
 
@@ -80,6 +94,14 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         return [row for row in rows for _ in range(self.num_generations)]
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self._sample_groups(inputs)
+        if self.loss_skips_until:
+            mask = batch["completion_mask"] * ~prefix_through(batch["completion_ids"], self.loss_skips_until)
+            batch["completion_mask"] = mask
+            batch["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        return batch
+
+    def _sample_groups(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         batch = super()._generate_and_score_completions(inputs)
         if not self.dynamic_sampling or self.model is None or not self.model.training:
             return batch

@@ -9,7 +9,7 @@ import pytest
 
 from gr2.rerank_format import format_answer
 from rl.dapo import DAPOConfig, compare_reward_curves, rl_dataset, train_rl
-from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
+from rl.dynamic_sampling import DynamicSamplingGRPOTrainer, prefix_through
 from rl.reward_funcs import RerankReward
 
 SIDS = [f"<|sid_begin|><s_a_{i}><|sid_end|>" for i in range(4)]
@@ -27,6 +27,15 @@ def test_reward_adapter_scores_and_logs():
     assert logged["rerank/identity"] == pytest.approx(1 / 3) and logged["rerank/unparseable"] == pytest.approx(1 / 3)
     assert logged["rerank/format_valid"] == pytest.approx(2 / 3)
     assert logged["rerank/rank_gain"] == pytest.approx((2 + 0 - 0) / 3)  # fallback keeps the pre-rank order
+
+
+def test_prefix_through_marks_the_reasoning_up_to_its_closing_tokens():
+    import torch
+
+    ids = torch.tensor([[5, 1, 2, 9, 1, 2], [1, 2, 3, 4, 5, 6], [7, 7, 7, 7, 1, 0], [0, 0, 0, 0, 0, 0]])
+    assert prefix_through(ids, [1, 2]).int().tolist() == [[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0],
+                                                          [0] * 6, [0] * 6]  # first hit only; no hit: none
+    assert prefix_through(ids, [6]).int().tolist()[1] == [1] * 6
 
 
 def constant_or_varied(prompts, completions, kind, **_):
@@ -70,7 +79,8 @@ def test_dynamic_sampling_keeps_only_informative_groups(tiny_sid_model, tmp_path
 @pytest.mark.slow
 def test_train_rl_runs_and_plots(tiny_sid_model, ml100k_catalog, ml100k_examples, tmp_path):
     config = DAPOConfig(num_generations=4, prompts_per_step=2, max_steps=2, max_completion_length=24,
-                        soft_punish_cache=8, max_refill_rounds=1, save_steps=2, learning_rate=1e-4)
+                        soft_punish_cache=8, max_refill_rounds=1, save_steps=2, learning_rate=1e-4,
+                        max_reasoning_tokens=4, train_reasoning=False)  # the loss skips "<think>...</think>"
     metrics = train_rl(tiny_sid_model, ml100k_examples[:20], ml100k_catalog, tmp_path, config)
     assert metrics["steps"] == 2 and metrics["prompts"] == len(rl_dataset(ml100k_examples[:20], ml100k_catalog))
     curves = metrics["curves"]
