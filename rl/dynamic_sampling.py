@@ -63,7 +63,9 @@ def prefix_through(ids: torch.Tensor, marker: list[int]) -> torch.Tensor:
     """Per row, True up to and including the first occurrence of the ``marker`` id sequence (all
     False where it does not occur)."""
     n = len(marker)
-    hits = torch.ones(ids.shape[0], max(ids.shape[1] - n + 1, 0), dtype=torch.bool, device=ids.device)
+    if ids.shape[1] < n:
+        return torch.zeros_like(ids, dtype=torch.bool)
+    hits = torch.ones(ids.shape[0], ids.shape[1] - n + 1, dtype=torch.bool, device=ids.device)
     for i, token in enumerate(marker):
         hits &= ids[:, i:ids.shape[1] - n + 1 + i] == token
     ends = torch.where(hits.any(dim=1), hits.float().argmax(dim=1) + n, 0)

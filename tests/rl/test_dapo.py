@@ -36,6 +36,7 @@ def test_prefix_through_marks_the_reasoning_up_to_its_closing_tokens():
     assert prefix_through(ids, [1, 2]).int().tolist() == [[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0],
                                                           [0] * 6, [0] * 6]  # first hit only; no hit: none
     assert prefix_through(ids, [6]).int().tolist()[1] == [1] * 6
+    assert not prefix_through(ids[:, :1], [1, 2]).any()  # shorter than the marker
 
 
 def constant_or_varied(prompts, completions, kind, **_):
