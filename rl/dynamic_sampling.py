@@ -73,7 +73,8 @@ def prefix_through(ids: torch.Tensor, marker: list[int]) -> torch.Tensor:
 
 
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that drops zero-variance groups and refills them with fresh prompts."""
+    """``GRPOTrainer`` that drops zero-variance groups and refills them with fresh prompts, and can
+    leave each completion's reasoning (through ``loss_skips_until``) out of the loss."""
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, max_refill_rounds: int = 4,
                  refill_seed: int = 0, loss_skips_until: list[int] | None = None, **kwargs: Any):

@@ -65,11 +65,9 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
     extension = extend_vocabulary(tokenizer, model, sids, item_texts=ds.item_texts(), init=config.vocab_init,
                                   noise=config.vocab_noise, seed=config.training.seed)
     # (name, mixture, training, directory); without phases the mixture trains in out_dir as it always did
-    runs = [("mixture", config.mixture, config.training, out_dir)]
+    runs = [("mixture", config.mixture, config.training, out_dir / "phase-0-mixture" if config.phases else out_dir)]
     runs += [(p.name, p.mixture(config.mixture), p.training, out_dir / f"phase-{i}-{p.name}")
              for i, p in enumerate(config.phases, start=1)]
-    if len(runs) > 1:
-        runs[0] = (*runs[0][:3], out_dir / "phase-0-mixture")
     done: list[dict] = []
     for index, (name, mixture, training, phase_dir) in enumerate(runs):
         last = index == len(runs) - 1
