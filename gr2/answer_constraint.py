@@ -9,6 +9,9 @@ turn, and is cut at ``max_reasoning_tokens``.
 The answer is decoded as fixed token segments (encoded one by one: SIDs, tags and ``<|...|>``
 markers are added tokens, so segment-wise encoding equals the natural tokenization the model was
 trained on) with a choice among the remaining candidates' SID token sequences at each slot.
+With ``unique=False`` every slot may name any candidate, repeats included: the answer has the
+right shape and only candidate SIDs, but whether it is a permutation is up to the model (RL uses
+this to make format validity something the policy earns).
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ def prompt_candidate_sids(prompt: str) -> list[str]:
 
 class RerankAnswerConstraint(LogitsProcessor):
     def __init__(self, tokenizer, candidate_sids: Sequence[Sequence[str]], prompt_length: int,
-                 max_reasoning_tokens: int = 160):
+                 max_reasoning_tokens: int = 160, unique: bool = True):
         encode = lambda text: tuple(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
         self.open, self.close = encode(THINK_OPEN), encode(THINK_CLOSE)
         self.head, self.separator, self.tail = encode(HEAD), encode(SEPARATOR), encode(TAIL)
         self.candidates = [[encode(sid) for sid in row] for row in candidate_sids]
         self.prompt_length = prompt_length
         self.max_reasoning_tokens = max_reasoning_tokens
+        self.unique = unique
         eos = tokenizer.eos_token_id
         self.end = eos if isinstance(eos, int) else eos[0]
         sid_starts = {ids[0] for row in self.candidates for ids in row}
@@ -66,22 +70,26 @@ class RerankAnswerConstraint(LogitsProcessor):
         return self._answer_step(row, rest[close_at + len(self.close):])
 
     def _answer_step(self, row: int, tokens: list[int]) -> list[int]:
-        remaining = list(self.candidates[row])
+        candidates = self.candidates[row]
+        remaining = list(candidates)
         pos = 0
-        for slot in range(len(self.candidates[row]) + 1):
-            fixed = self.head if slot == 0 else self.separator if remaining else self.tail
+        for slot in range(len(candidates) + 1):
+            left = len(candidates) - slot
+            fixed = self.head if slot == 0 else self.separator if left else self.tail
             for tok in fixed:
                 if pos == len(tokens):
                     return [tok]
                 pos += 1  # forced earlier, so it matches
-            if not remaining:
+            if not left:
                 return [self.end]
+            choices = remaining if self.unique else candidates
             prefix: list[int] = []
             while True:
-                live = [c for c in remaining if tuple(c[:len(prefix)]) == tuple(prefix)]
+                live = [c for c in choices if tuple(c[:len(prefix)]) == tuple(prefix)]
                 done = [c for c in live if len(c) == len(prefix)]
                 if done:
-                    remaining.remove(done[0])
+                    if self.unique:
+                        remaining.remove(done[0])
                     break
                 if pos == len(tokens):
                     return sorted({c[len(prefix)] for c in live})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from evals.report import line_chart
 from gr2.base_model import load_base_model
@@ -53,7 +54,9 @@ class DAPOConfig:
     use_vllm: bool = False  # GPU: rollouts from a `trl vllm-serve` server (TRL's server mode)
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = 8000
-    constrained_rollouts: bool = True  # decode rollouts as valid permutations (rl.constrained_rollouts)
+    # permutation: rollouts decode as valid permutations (rl.constrained_rollouts); candidates: K candidate
+    # SIDs, repeats allowed, so format validity must be earned; none: free decoding
+    rollout_constraint: Literal["permutation", "candidates", "none"] = "permutation"
     max_reasoning_tokens: int = 64  # constrained rollouts cut the reasoning here
     train_reasoning: bool = True  # False: the loss skips the reasoning (through </think>); only the ranking learns
 
@@ -121,6 +124,9 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
              config: DAPOConfig) -> dict:
     from trl.rewards import get_soft_overlong_punishment
 
+    if config.rollout_constraint not in ("permutation", "candidates", "none"):
+        raise ValueError(f"rl.dapo.rollout_constraint {config.rollout_constraint!r}: expected permutation, "
+                         "candidates or none")
     out_dir = Path(out_dir)
     model, tokenizer = load_base_model(model_dir)
     dataset = rl_dataset(examples, catalog)
@@ -136,10 +142,11 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
         refill_seed=config.seed,
         loss_skips_until=None if config.train_reasoning else tokenizer.encode(THINK_CLOSE, add_special_tokens=False),
     )
-    if config.constrained_rollouts and not config.use_vllm:
+    if config.rollout_constraint != "none" and not config.use_vllm:
         from rl.constrained_rollouts import constrain_rollouts
 
-        constrain_rollouts(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config.max_reasoning_tokens)
+        constrain_rollouts(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config.max_reasoning_tokens,
+                           unique=config.rollout_constraint == "permutation")
     result = train_resuming(trainer, out_dir)
     history = [e for e in trainer.state.log_history if "step" in e]
     curves = {label: ([e["step"] for e in history if key in e], [e[key] for e in history if key in e])

@@ -32,3 +32,27 @@ def test_sampled_rollouts_are_valid_permutations(tiny_sid_model, ml100k_catalog,
     for answer, ex in zip(answers, examples, strict=True):
         parsed = parse_answer(answer, ml100k_catalog.candidate_sids(ex))
         assert parsed.valid and not parsed.repaired
+
+
+def test_candidates_mode_allows_repeats_but_only_candidate_sids(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    """``unique=False``: K slots, each a candidate SID; an untrained policy repeats some, so validity is earned."""
+    from tokenizer.sid import SID_RE
+
+    model, tok = load_base_model(tiny_sid_model)
+    constrain_rollouts(model, tok, max_reasoning_tokens=6, unique=False)
+    examples = ml100k_examples[:4]
+    texts = [tok.apply_chat_template(ml100k_catalog.messages(e), tokenize=False, add_generation_prompt=True)
+             for e in examples]
+    batch = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    torch.manual_seed(0)
+    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=True,
+                         temperature=1.0, max_new_tokens=120, pad_token_id=tok.pad_token_id)
+    answers = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=False)
+    repeated = 0
+    for answer, ex in zip(answers, examples, strict=True):
+        sids = ml100k_catalog.candidate_sids(ex)
+        named = [m.group(0) for m in SID_RE.finditer(answer.split("</think>")[-1])]
+        assert len(named) == len(sids) and set(named) <= set(sids)
+        repeated += len(set(named)) < len(named)
+        assert parse_answer(answer, sids).repaired == (len(set(named)) < len(named))
+    assert repeated > 0

@@ -102,3 +102,8 @@ def test_compare_reward_curves_draws_one_line_per_variant(tmp_path):
     paths = compare_reward_curves(runs, tmp_path / "eval")
     assert [p.name for p in paths] == ["rl-rerank-identity.png"]  # only curves both runs logged
     assert paths[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_rollout_constraint_is_refused_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="rollout_constraint 'grammar'"):
+        train_rl(tmp_path / "no-model", [], None, tmp_path / "out", DAPOConfig(rollout_constraint="grammar"))
