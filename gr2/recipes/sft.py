@@ -33,12 +33,16 @@ def encode_traces(traces: list[dict], catalog: ItemCatalog, tokenizer, config: S
     """Tokenized, weighted SFT rows; which prompts get emphasis is fixed by the seed."""
     rng = np.random.default_rng(config.training.seed)
     rows = []
-    for trace in traces:
+    for number, trace in enumerate(traces, start=1):
         example = RerankExample(trace["user"], trace["history"], trace["candidates"], trace["target"], trace["split"])
         emphasised = trace["evidence"] if trace["evidence"] and rng.random() < config.emphasis_share else []
         messages = catalog.messages(example, emphasized_history=emphasised)
-        row = encode_weighted_example(tokenizer, messages, trace["answer"], config.weights,
-                                      config.training.max_length)
+        try:
+            row = encode_weighted_example(tokenizer, messages, trace["answer"], config.weights,
+                                          config.training.max_length)
+        except ValueError as error:  # say which trace, and which setting fixes it
+            raise ValueError(f"trace {number} (user {trace['user']}): {error}; raise sft.training.max_length "
+                             "or shorten the history (max_history)") from error
         row["emphasised"] = bool(emphasised)
         rows.append(row)
     return rows

@@ -34,6 +34,15 @@ def test_emphasis_share(traces, ml100k_catalog, tiny_sid_model):
     assert not any(r["emphasised"] for r in none)
 
 
+def test_too_long_trace_names_itself_and_the_setting(traces, ml100k_catalog, tiny_sid_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_sid_model)
+    config = SFTStageConfig(training=TrainingSettings(max_length=64))
+    with pytest.raises(ValueError, match=rf"trace 1 \(user {traces[0]['user']}\): .*sft.training.max_length"):
+        encode_traces(traces, ml100k_catalog, tok, config)
+
+
 @pytest.mark.slow
 def test_sft_then_rerank(traces, ml100k_catalog, ml100k_examples, tiny_sid_model, tmp_path):
     config = SFTStageConfig(training=TrainingSettings(max_steps=30, batch_size=8, learning_rate=3e-3,
