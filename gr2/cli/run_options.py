@@ -34,4 +34,11 @@ def make_pipeline(recipe: Path, run: Path | None, sets: list[str], force: bool =
     from gr2.config import load_recipe
 
     loaded = load_recipe(recipe, parse_sets(sets))
-    return Pipeline(loaded, run or gr2_home() / "runs" / recipe.stem, force=force)
+    run = run or gr2_home() / "runs" / recipe.stem
+    saved = Path(run) / "recipe.yaml"  # a run made from another data set would fail deep inside a stage
+    if saved.is_file():
+        made_with = (yaml.safe_load(saved.read_text()) or {}).get("dataset")
+        if made_with and made_with != loaded.dataset:
+            raise DataError(f"run {run} was made on {made_with!r}, but recipe {recipe} is for {loaded.dataset!r}; "
+                            f"pass --recipe {saved} (or the recipe it came from)")
+    return Pipeline(loaded, run, force=force)

@@ -93,6 +93,12 @@ def test_bad_recipe_key_is_a_clean_error(tmp_path):
     assert result.exit_code == 2 and "unknown key(s) ['trainng']" in result.output
 
 
+def test_run_made_on_another_dataset_asks_for_its_recipe(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("dataset: games\n")
+    result = CliRunner().invoke(app, ["eval", "rerank", "--run", str(tmp_path)])
+    assert result.exit_code == 2 and "was made on 'games'" in result.output and "--recipe" in result.output
+
+
 @pytest.mark.slow
 def test_gr2_serve_answers_rerank_and_recommend_requests(small_run, ml100k, tmp_path):
     """`gr2 serve` as a user starts it: a separate process on loopback, real HTTP requests, then
