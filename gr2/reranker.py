@@ -59,12 +59,17 @@ class Reranker:
                 raise ValueError(f"prompt of {batch['input_ids'].shape[1]} tokens exceeds max_prompt_tokens")
             batch = batch.to(self.model.device)
             processors = LogitsProcessorList()
+            max_new_tokens = s.max_new_tokens
             if s.constrained and candidate_sids is not None:
-                processors.append(RerankAnswerConstraint(tok, candidate_sids[start : start + s.batch_size],
-                                                         batch["input_ids"].shape[1], s.max_reasoning_tokens))
+                constraint = RerankAnswerConstraint(tok, candidate_sids[start : start + s.batch_size],
+                                                    batch["input_ids"].shape[1], s.max_reasoning_tokens)
+                processors.append(constraint)
+                # never cut a constrained answer short: long SIDs and titles can need more than the setting
+                rows = len(candidate_sids[start : start + s.batch_size])
+                max_new_tokens = max(max_new_tokens, *(constraint.token_budget(r) for r in range(rows)))
             with torch.no_grad():
                 generated = self.model.generate(
-                    **batch, max_new_tokens=s.max_new_tokens, do_sample=False, logits_processor=processors,
+                    **batch, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors,
                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                 )
             new_tokens = generated[:, batch["input_ids"].shape[1]:]

@@ -48,3 +48,12 @@ def test_untrained_model_answers_are_valid_permutations(tiny_sid_model, ml100k_c
     for text, ex in zip(texts, examples, strict=True):
         parsed = parse_answer(text, ml100k_catalog.candidate_sids(ex))
         assert parsed.valid and not parsed.repaired and sorted(parsed.order) == list(range(len(ex.candidates)))
+
+
+def test_constrained_answers_are_not_cut_by_a_short_token_limit(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    """max_new_tokens below the answer's token budget (long SIDs, long reasoning) must not truncate it."""
+    examples = ml100k_examples[:4]
+    short = Reranker.from_dir(tiny_sid_model, ml100k_catalog,
+                              GenerationSettings(max_new_tokens=10, batch_size=4, max_reasoning_tokens=8))
+    for answer in short.rerank(examples):
+        assert answer.valid and not answer.repaired
