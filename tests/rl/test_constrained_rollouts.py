@@ -18,17 +18,22 @@ def test_candidates_are_read_back_from_the_rendered_prompt(tiny_sid_model, ml100
     assert prompt_candidate_sids(text) == ml100k_catalog.candidate_sids(ex)
 
 
-def test_sampled_rollouts_are_valid_permutations(tiny_sid_model, ml100k_catalog, ml100k_examples):
-    model, tok = load_base_model(tiny_sid_model)
-    constrain_rollouts(model, tok, max_reasoning_tokens=6)
-    examples = ml100k_examples[:4]
-    texts = [tok.apply_chat_template(ml100k_catalog.messages(e), tokenize=False, add_generation_prompt=True)
+def sample_rollouts(model_dir, catalog, examples, unique: bool, skip_special_tokens: bool) -> list[str]:
+    """Rollouts as TRL's transformers path samples them, from a model whose ``generate`` is constrained."""
+    model, tok = load_base_model(model_dir)
+    constrain_rollouts(model, tok, max_reasoning_tokens=6, unique=unique)
+    texts = [tok.apply_chat_template(catalog.messages(e), tokenize=False, add_generation_prompt=True)
              for e in examples]
     batch = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     torch.manual_seed(0)
     out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=True,
                          temperature=1.0, max_new_tokens=120, pad_token_id=tok.pad_token_id)
-    answers = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=skip_special_tokens)
+
+
+def test_sampled_rollouts_are_valid_permutations(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    examples = ml100k_examples[:4]
+    answers = sample_rollouts(tiny_sid_model, ml100k_catalog, examples, unique=True, skip_special_tokens=True)
     for answer, ex in zip(answers, examples, strict=True):
         parsed = parse_answer(answer, ml100k_catalog.candidate_sids(ex))
         assert parsed.valid and not parsed.repaired
@@ -38,16 +43,8 @@ def test_candidates_mode_allows_repeats_but_only_candidate_sids(tiny_sid_model, 
     """``unique=False``: K slots, each a candidate SID; an untrained policy repeats some, so validity is earned."""
     from tokenizer.sid import SID_RE
 
-    model, tok = load_base_model(tiny_sid_model)
-    constrain_rollouts(model, tok, max_reasoning_tokens=6, unique=False)
     examples = ml100k_examples[:4]
-    texts = [tok.apply_chat_template(ml100k_catalog.messages(e), tokenize=False, add_generation_prompt=True)
-             for e in examples]
-    batch = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    torch.manual_seed(0)
-    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=True,
-                         temperature=1.0, max_new_tokens=120, pad_token_id=tok.pad_token_id)
-    answers = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=False)
+    answers = sample_rollouts(tiny_sid_model, ml100k_catalog, examples, unique=False, skip_special_tokens=False)
     repeated = 0
     for answer, ex in zip(answers, examples, strict=True):
         sids = ml100k_catalog.candidate_sids(ex)
