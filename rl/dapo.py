@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from evals.report import line_chart
+from gr2.answer_constraint import RerankAnswerConstraint
 from gr2.base_model import load_base_model
 from gr2.recipes.common import cuda_available, finish_stage, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
@@ -87,6 +88,20 @@ def rl_dataset(examples: list[RerankExample], catalog: ItemCatalog):
     return Dataset.from_list(rows)
 
 
+def check_completion_budget(tokenizer, candidate_sids: list[list[str]], config: DAPOConfig) -> None:
+    """Refuse a ``max_completion_length`` below what a constrained answer can take: such rollouts are
+    cut, and ``mask_truncated_completions`` drops them from the loss, so the run would learn nothing."""
+    constraint = RerankAnswerConstraint(tokenizer, candidate_sids, prompt_length=0,
+                                        max_reasoning_tokens=config.max_reasoning_tokens)
+    needed = max(constraint.token_budget(row) for row in range(len(candidate_sids)))
+    if needed > config.max_completion_length:
+        raise ValueError(f"rl.dapo.max_completion_length {config.max_completion_length} is below the "
+                         f"{needed} tokens a constrained answer can take ({config.max_reasoning_tokens} "
+                         "reasoning tokens plus every candidate SID): truncated rollouts are masked out of "
+                         f"the loss. Raise max_completion_length to at least {needed} or lower "
+                         "max_reasoning_tokens.")
+
+
 def grpo_config(out_dir: Path, config: DAPOConfig):
     from trl import GRPOConfig
 
@@ -130,6 +145,8 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
     out_dir = Path(out_dir)
     model, tokenizer = load_base_model(model_dir)
     dataset = rl_dataset(examples, catalog)
+    if config.rollout_constraint != "none":
+        check_completion_budget(tokenizer, dataset["candidate_sids"], config)
     trainer = DynamicSamplingGRPOTrainer(
         model=model,
         processing_class=tokenizer,

@@ -79,7 +79,7 @@ def test_dynamic_sampling_keeps_only_informative_groups(tiny_sid_model, tmp_path
 
 @pytest.mark.slow
 def test_train_rl_runs_and_plots(tiny_sid_model, ml100k_catalog, ml100k_examples, tmp_path):
-    config = DAPOConfig(num_generations=4, prompts_per_step=2, max_steps=2, max_completion_length=24,
+    config = DAPOConfig(num_generations=4, prompts_per_step=2, max_steps=2, max_completion_length=100,
                         soft_punish_cache=8, max_refill_rounds=1, save_steps=2, learning_rate=1e-4,
                         max_reasoning_tokens=4, train_reasoning=False)  # the loss skips "<think>...</think>"
     metrics = train_rl(tiny_sid_model, ml100k_examples[:20], ml100k_catalog, tmp_path, config)
@@ -107,3 +107,15 @@ def test_compare_reward_curves_draws_one_line_per_variant(tmp_path):
 def test_unknown_rollout_constraint_is_refused_before_loading(tmp_path):
     with pytest.raises(ValueError, match="rollout_constraint 'grammar'"):
         train_rl(tmp_path / "no-model", [], None, tmp_path / "out", DAPOConfig(rollout_constraint="grammar"))
+
+
+def test_completion_budget_below_a_constrained_answer_is_refused(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    from transformers import AutoTokenizer
+
+    from rl.dapo import check_completion_budget
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_sid_model)
+    sids = rl_dataset(ml100k_examples[:20], ml100k_catalog)["candidate_sids"]
+    with pytest.raises(ValueError, match="max_completion_length 24 is below the [0-9]+ tokens"):
+        check_completion_budget(tokenizer, sids, DAPOConfig(max_completion_length=24, max_reasoning_tokens=4))
+    check_completion_budget(tokenizer, sids, DAPOConfig(max_completion_length=200, max_reasoning_tokens=4))
