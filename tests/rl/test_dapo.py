@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gr2.rerank_format import format_answer
-from rl.dapo import DAPOConfig, compare_reward_curves, rl_dataset, train_rl
+from rl.dapo import DAPOConfig, check_completion_budget, compare_reward_curves, rl_dataset, train_rl
 from rl.dynamic_sampling import DynamicSamplingGRPOTrainer, prefix_through
 from rl.reward_funcs import RerankReward
 
@@ -111,8 +111,6 @@ def test_unknown_rollout_constraint_is_refused_before_loading(tmp_path):
 
 def test_completion_budget_below_a_constrained_answer_is_refused(tiny_sid_model, ml100k_catalog, ml100k_examples):
     from transformers import AutoTokenizer
-
-    from rl.dapo import check_completion_budget
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_sid_model)
     sids = rl_dataset(ml100k_examples[:20], ml100k_catalog)["candidate_sids"]
