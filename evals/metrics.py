@@ -66,14 +66,45 @@ def hit_rate_at_k(ranks: np.ndarray, k: int) -> float:
 recall_at_k = hit_rate_at_k
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
-    """NDCG@k with one relevant item: 1 / log2(rank + 1) if rank <= k else 0 (the ideal DCG is 1)."""
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Each user's NDCG@k with one relevant item: 1 / log2(rank + 1) if rank <= k else 0 (ideal DCG is 1)."""
     ranks = _check(ranks, k)
-    if not len(ranks):
-        return 0.0
     hit = (ranks >= 1) & (ranks <= k)
-    gains = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0)
-    return float(gains.mean())
+    return np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0)
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+    """NDCG@k averaged over users (see ``ndcg_gains``)."""
+    gains = ndcg_gains(ranks, k)
+    return float(gains.mean()) if len(gains) else 0.0
+
+
+def relative_gain(base: np.ndarray, system: np.ndarray, confidence: float = 0.95, resamples: int = 2000,
+                  seed: int = 0) -> tuple[float, float, float] | None:
+    """``mean(system) / mean(base) - 1`` with a paired bootstrap confidence interval (low, high).
+
+    ``base`` and ``system`` are per-user values of the same users (e.g. ``ndcg_gains`` of the pre-rank and of
+    a reranked order); users are resampled together, so the interval reflects how much the gain depends on
+    which users were drawn. None when the base mean is 0 (no relative gain is defined)."""
+    from scipy.stats import bootstrap
+
+    base, system = np.asarray(base, dtype=float), np.asarray(system, dtype=float)
+    if base.shape != system.shape:
+        raise ValueError(f"paired values differ in shape: {base.shape} vs {system.shape}")
+    if not len(base) or base.mean() == 0:
+        return None
+    point = float(system.mean() / base.mean() - 1.0)
+    if len(base) < 2 or np.array_equal(base, system):
+        return point, point, point
+
+    def ratio(b: np.ndarray, s: np.ndarray, axis: int = -1) -> np.ndarray:
+        return s.mean(axis=axis) / b.mean(axis=axis) - 1.0
+
+    # with a handful of users a resample can draw base mean 0: its ratio is inf and sits in the upper tail
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = bootstrap((base, system), ratio, paired=True, vectorized=True, confidence_level=confidence,
+                           n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed))
+    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def mrr(ranks: np.ndarray, k: int | None = None) -> float:

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from evals.metrics import hit_rate_at_k, mrr, ndcg_at_k, ranks_from_scores, ranks_in_lists, summarize
+from evals.metrics import (
+    hit_rate_at_k,
+    mrr,
+    ndcg_at_k,
+    ndcg_gains,
+    ranks_from_scores,
+    ranks_in_lists,
+    relative_gain,
+    summarize,
+)
 
 
 def test_rank_counts_items_above_target():
@@ -62,3 +71,26 @@ def test_bad_arguments():
         ranks_from_scores(np.zeros((1, 3)), np.array([3]))
     with pytest.raises(ValueError, match="one target per row"):
         ranks_from_scores(np.zeros((2, 3)), np.array([0]))
+
+
+def test_ndcg_gains_per_user():
+    assert ndcg_gains(np.array([1, 3, 0, 6]), 5).tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
+def test_relative_gain_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    better = base * 1.10  # every user 10% better: no sampling noise in the ratio
+    point, low, high = relative_gain(base, better)
+    assert point == pytest.approx(0.10) and low == pytest.approx(0.10) and high == pytest.approx(0.10)
+
+    noisy = base * 1.10 + rng.normal(0, 0.2, len(base))
+    point, low, high = relative_gain(base, noisy)
+    assert low < point < high and high - low > 0.02  # noise widens the interval around the point
+    few = relative_gain(base[:40], noisy[:40])
+    assert few[2] - few[1] > high - low  # fewer users, wider interval
+
+    assert relative_gain(base, base) == (0.0, 0.0, 0.0)
+    assert relative_gain(np.zeros(3), np.ones(3)) is None
+    with pytest.raises(ValueError, match="shape"):
+        relative_gain(base, base[:-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gr2.evaluate import rerank_metrics, reranked_ranks
+from gr2.evaluate import GAIN_COLUMN, rerank_metrics, reranked_ranks
 from gr2.rerank_data import RerankExample
 from gr2.rerank_format import ParsedAnswer
 
@@ -24,6 +24,7 @@ def test_pre_rank():
     assert m["e2e R@5"] == pytest.approx(2 / 4)
     assert m["NDCG@5"] == pytest.approx((1 + 1 / 2) / 3)  # ranks 1 and 3: 1/log2(2) + 1/log2(4)
     assert m["with_target"] == 3 and m["identity"] == 1.0
+    assert m[GAIN_COLUMN] is None and m["ndcg5_gain"] is None  # the baseline is not compared with itself
 
 
 def test_reranked_answers():
@@ -38,3 +39,12 @@ def test_reranked_answers():
     m = rerank_metrics(EXAMPLES, answers)
     assert m["R@1"] == 1.0 and m["e2e R@5"] == pytest.approx(0.75)
     assert (m["valid"], m["repaired"], m["fallback"], m["identity"]) == (0.5, 0.25, 0.25, 0.25)
+    # pre-rank NDCG@5 over the 3 users with a target is (1 + 1/2 + 0) / 3; every target on top doubles it
+    assert m["ndcg5_gain"] == pytest.approx(1.0)
+    low, high = m["ndcg5_gain_ci"]
+    assert low <= 1.0 <= high and m[GAIN_COLUMN].startswith("+100.0% [")
+
+
+def test_identity_answers_gain_nothing():
+    m = rerank_metrics(EXAMPLES, [ParsedAnswer(IDENTITY, valid=True) for _ in EXAMPLES])
+    assert m["ndcg5_gain"] == 0.0 and m["ndcg5_gain_ci"] == [0.0, 0.0] and m[GAIN_COLUMN] == "+0.0% [+0.0%, +0.0%]"
