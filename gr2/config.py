@@ -66,9 +66,12 @@ class RLSection:
 @dataclass
 class EvalSection:
     splits: list[str] = field(default_factory=lambda: ["valid", "test"])
-    max_users: int = 500  # per split, the first users in file order (0 = all)
+    max_users: int = 0  # per split, a seeded sample of the users whose target is a candidate (0 = every one)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     free_decoding_rows: bool = True  # with constrained decoding, also a row per model decoded freely
+    likelihood_row: bool = True  # the stage-1 model's candidate-likelihood order as a row
+    stage1_full_ranking: bool = True  # also rank the whole catalogue with stage 1 beside SASRec and co-occurrence
+    full_ranking_users: int = 0  # stage-1 full-ranking eval: a seeded sample of each split's users (0 = all)
 
 
 @dataclass

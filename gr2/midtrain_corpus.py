@@ -11,8 +11,20 @@ language ability the SID tasks would otherwise erode). Two more teach the answer
   simplest form. Lists of varying length need content-based (induction) copying; a fixed length
   would let a relative-position head do it, which does not transfer to reranking.
 
-Both weigh 0 by default. ``pick_next`` examples are long beside the short SID tasks, so mixtures
-with it train faster with ``training.sampling: group_by_length``. Examples are conversational
+Both weigh 0 by default.
+
+- ``sid_sequence`` (``sequences`` passes, outside the weighted mixture): each training sequence whole
+  (its most recent ``sequence_length`` items) as one assistant turn of SIDs, so the next-SID loss covers
+  every position of every sequence, as SASRec trains (``gr2.sid_lm``). This is what makes the stage-1
+  model a recommender in its own right; one pass is one epoch over the training interactions.
+
+The collaborative tasks (next-SID, sequences, pick_next, copy) stop ``holdout_last`` items before the
+end of each training sequence: the pipeline sets it to the ranker's ``train_cuts``, so the targets of
+the train-split rerank examples (``seq[-3]``, ...) are never stage-1 training data, and the SFT and RL
+students cannot learn to trust a memorised answer they will not have at test time.
+
+``pick_next`` and ``sid_sequence`` examples are long beside the short SID tasks, so mixtures with them
+train faster with ``training.sampling: group_by_length``. Examples are conversational
 prompt/completion pairs, so TRL's ``SFTTrainer`` computes the loss on the completion alone and the
 chat format matches stages 2 and 3. Histories come from ``train_sequences()``: the valid and test
 targets never appear, so stage-1 training cannot leak the evaluation answers.
@@ -27,8 +39,10 @@ import numpy as np
 
 from data.schema import PreparedDataset
 from gr2.rerank_format import PromptItem, build_messages, format_answer, sanitize_item_text
+from gr2.sid_lm import sequence_conversation
 
 TASKS = ("next_sid", "sid_to_text", "text_to_sid", "item_text", "pick_next", "copy_sids")
+SEQUENCE_TASK = "sid_sequence"
 
 
 @dataclass
@@ -47,10 +61,13 @@ class MixtureConfig:
     pick_candidates: int = 10  # candidates in a pick_next prompt (pipelines set the ranker's K)
     min_history: int = 1
     seed: int = 0
+    sequences: int = 0  # passes of sid_sequence over every training sequence (on top of num_examples)
+    sequence_length: int = 50  # most recent items of a sequence in one sid_sequence example
+    holdout_last: int = 0  # items cut from the end of every training sequence (the train-split targets)
 
     def weights(self) -> np.ndarray:
         w = np.asarray([getattr(self, t) for t in TASKS], dtype=float)
-        if (w < 0).any() or w.sum() <= 0:
+        if (w < 0).any() or (w.sum() <= 0 and self.num_examples):
             given = dict(zip(TASKS, w.tolist(), strict=True))
             raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {given}")
         return w / w.sum()
@@ -71,11 +88,15 @@ def build_midtrain_examples(ds: PreparedDataset, item_sids: Sequence[str], confi
     rng = np.random.default_rng(config.seed)
     texts = [sanitize_item_text(t, max_chars=300) for t in ds.item_texts()]
     titles = [sanitize_item_text(t) for t in ds.items["title"].tolist()]
-    train = [s for s in ds.train_sequences() if len(s) > config.min_history]
+    train = [s for s in training_sequences(ds, config.holdout_last) if len(s) > config.min_history]
     if not train:
         raise ValueError("no training sequence is long enough for next-SID examples")
-    counts = rng.multinomial(config.num_examples, config.weights())
+    counts = rng.multinomial(config.num_examples, config.weights()) if config.num_examples else [0] * len(TASKS)
     examples: list[dict] = []
+    for _ in range(config.sequences):  # every training sequence, whole: a next-SID loss at every position
+        for seq in train:
+            sids = [item_sids[i] for i in seq[-config.sequence_length:]]
+            examples.append({**sequence_conversation(sids), "task": SEQUENCE_TASK})
 
     for _ in range(counts[0]):  # history -> next SID, at a random cut of a random training sequence
         seq = train[rng.integers(len(train))]
@@ -98,6 +119,12 @@ def build_midtrain_examples(ds: PreparedDataset, item_sids: Sequence[str], confi
         examples.append(_conversation(f"Repeat these items exactly: {listed}", listed, "copy_sids"))
     order = rng.permutation(len(examples))
     return [examples[i] for i in order]
+
+
+def training_sequences(ds: PreparedDataset, holdout_last: int = 0) -> list[np.ndarray]:
+    """``ds.train_sequences()`` less each sequence's last ``holdout_last`` items (at least one item stays)."""
+    train = ds.train_sequences()
+    return [s[:max(1, len(s) - holdout_last)] for s in train] if holdout_last else train
 
 
 def _pick_next_examples(train: list[np.ndarray], item_sids: Sequence[str], titles: list[str], count: int,

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
+from data.artifacts import write_json_atomic
 from data.errors import DataError
 from data.schema import PreparedDataset
 from gr2.base_model import load_base_model
 from gr2.midtrain_corpus import TASKS, MixtureConfig, build_midtrain_dataset
-from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, sft_config, train_resuming
+from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, save_model, sft_config, train_resuming
 from tokenizer.sid import SemanticIDs
 from tokenizer.vocab import extend_vocabulary
 
@@ -34,6 +38,7 @@ class MidtrainPhase:
     name: str = "phase"
     tasks: dict[str, float] = field(default_factory=lambda: {"copy_sids": 1.0})
     num_examples: int = 10_000
+    sequences: int = 0  # sid_sequence passes in this phase (the main mixture's are not repeated)
     training: TrainingSettings = field(default_factory=lambda: TrainingSettings(
         epochs=1.0, learning_rate=1e-3, batch_size=32, max_length=512, lr_scheduler="constant_with_warmup"))
 
@@ -44,7 +49,7 @@ class MidtrainPhase:
 
     def mixture(self, main: MixtureConfig) -> MixtureConfig:
         weights = {t: float(self.tasks.get(t, 0.0)) for t in TASKS}
-        return dataclasses.replace(main, **weights, num_examples=self.num_examples)
+        return dataclasses.replace(main, **weights, num_examples=self.num_examples, sequences=self.sequences)
 
 
 @dataclass
@@ -56,10 +61,58 @@ class MidtrainConfig:
     vocab_init: str = "auto"  # "text" when item texts are known, else "mean" (see tokenizer.vocab)
     vocab_noise: float = 1.0  # new rows + N(0, vocab_noise * covariance of the old rows): distinct SID tokens
     phases: list[MidtrainPhase] = field(default_factory=list)  # trained in order after the mixture
+    # epochs of the mixture without a better valid score before it stops (needs a valid scorer); 0: never
+    patience: int = 0
+    select_users: int = 1000  # valid users (target among the candidates) scored after each epoch
+
+
+ValidScore = Callable[[Any, Any], dict[str, float]]  # (model, tokenizer) -> metrics; "score" is maximised
+
+
+class SelectOnValid(TrainerCallback):
+    """Scores the model on valid after every epoch, keeps the best one in ``out_dir/best`` and stops after
+    ``patience`` epochs without improvement: stage 1 trains for as many epochs as the valid split rewards.
+    The history lives in ``selection.json``, so a resumed run keeps its best score and patience count."""
+
+    def __init__(self, score: ValidScore, tokenizer: Any, out_dir: Path, patience: int):
+        self.score, self.tokenizer, self.patience = score, tokenizer, patience
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / "selection.json"
+        self.history: list[dict] = json.loads(self.path.read_text())["epochs"] if self.path.is_file() else []
+
+    @property
+    def best(self) -> dict | None:
+        return max(self.history, key=lambda e: e["score"]) if self.history else None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if hasattr(model, "merge_and_unload"):
+            raise DataError("midtrain.patience (selection on valid) needs full fine-tuning: a LoRA model would be "
+                            "merged while it trains; set midtrain.lora to null or midtrain.patience to 0")
+        return control
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:
+            return control
+        epoch = round(state.epoch or 0)
+        if any(e["epoch"] == epoch for e in self.history):  # scored before a kill
+            return control
+        metrics = self.score(model, self.tokenizer)
+        model.train()
+        best = self.best
+        self.history.append({"epoch": epoch, "step": state.global_step, **metrics})
+        if best is None or metrics["score"] > best["score"]:
+            save_model(model, self.tokenizer, self.out_dir / "best")
+        write_json_atomic(self.path, {"epochs": self.history, "best": self.best})
+        since_best = epoch - self.best["epoch"]
+        print(f"stage 1 epoch {epoch}: valid {metrics}; best epoch {self.best['epoch']}", flush=True)
+        if self.patience and since_best >= self.patience:
+            control.should_training_stop = True
+        return control
 
 
 def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out_dir: Path,
-             config: MidtrainConfig) -> dict:
+             config: MidtrainConfig, valid_score: ValidScore | None = None) -> dict:
+    """Train the mixture (selected on ``valid_score`` after each epoch when given), then each phase."""
     out_dir = Path(out_dir)
     model, tokenizer = load_base_model(base_model)
     extension = extend_vocabulary(tokenizer, model, sids, item_texts=ds.item_texts(), init=config.vocab_init,
@@ -75,7 +128,14 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
             model, tokenizer = load_base_model(phase_dir / "model")
             done.append(json.loads((phase_dir / "metrics.json").read_text()))
             continue
-        trainer, phase_metrics = _train(model, tokenizer, ds, sids, phase_dir, name, mixture, training, config.lora)
+        selector = SelectOnValid(valid_score, tokenizer, phase_dir, config.patience) \
+            if valid_score is not None and index == 0 else None
+        trainer, phase_metrics = _train(model, tokenizer, ds, sids, phase_dir, name, mixture, training, config.lora,
+                                        selector)
+        if selector is not None and selector.best is not None:  # continue from (and keep) the best epoch
+            model, tokenizer = load_base_model(phase_dir / "best")
+            trainer.model = model
+            phase_metrics["selection"] = {"epochs": selector.history, "best": selector.best}
         done.append(phase_metrics)
         if not last:
             finish_stage(trainer, tokenizer, phase_dir, phase_metrics)
@@ -93,7 +153,8 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
 
 
 def _train(model: Any, tokenizer: Any, ds: PreparedDataset, sids: SemanticIDs, out_dir: Path, name: str,
-           mixture: MixtureConfig, training: TrainingSettings, lora: LoraSettings | None) -> tuple[Any, dict]:
+           mixture: MixtureConfig, training: TrainingSettings, lora: LoraSettings | None,
+           selector: SelectOnValid | None = None) -> tuple[Any, dict]:
     from trl import SFTTrainer
 
     corpus = build_midtrain_dataset(ds, sids.sids(), mixture)
@@ -103,6 +164,7 @@ def _train(model: Any, tokenizer: Any, ds: PreparedDataset, sids: SemanticIDs, o
         train_dataset=corpus.remove_columns("task"),
         processing_class=tokenizer,
         peft_config=lora.peft_config() if lora else None,
+        callbacks=[selector] if selector else None,
     )
     result = train_resuming(trainer, out_dir)
     tasks = {t: corpus["task"].count(t) for t in sorted(set(corpus["task"]))}

@@ -104,3 +104,26 @@ def test_copy_sids_repeats_a_window_of_a_training_sequence(ml100k, sids):
         assert all(pair in train_pairs for pair in zip(items[:-1], items[1:], strict=True))  # consecutive
         sizes.add(len(items))
     assert sizes == set(range(2, 7))
+
+
+def test_sid_sequence_covers_every_training_sequence_and_holds_out_train_targets(ml100k, sids):
+    """One pass = every training sequence once, whole (up to ``sequence_length``), minus ``holdout_last`` items:
+    the train-split rerank targets (seq[-3] with one cut) never reach stage 1."""
+    config = MixtureConfig(num_examples=0, sequences=2, sequence_length=30, holdout_last=1)
+    examples = build_midtrain_examples(ml100k, sids, config)
+    assert {e["task"] for e in examples} == {"sid_sequence"}
+    train = [s[:-1] for s in ml100k.train_sequences() if len(s) - 1 > config.min_history]
+    assert len(examples) == 2 * len(train)
+    index = {s: i for i, s in enumerate(sids)}
+    written = {tuple(index[x] for x in re.findall(r"<\|sid_begin\|>.*?<\|sid_end\|>", e["completion"][0]["content"]))
+               for e in examples}
+    # each written sequence stops right before its user's train-split target seq[-3]
+    assert written == {tuple(s[-30:].tolist()) for s in train}
+    assert written == {tuple(s[:-3][-30:].tolist()) for s in ml100k.sequences if len(s) - 3 > config.min_history}
+
+
+def test_phases_do_not_repeat_the_mixture_sequences():
+    from gr2.recipes.midtrain import MidtrainPhase
+
+    main = MixtureConfig(sequences=3)
+    assert MidtrainPhase(name="copy").mixture(main).sequences == 0
