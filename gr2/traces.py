@@ -2,7 +2,11 @@
 
 *targeted*: the teacher is shown the ground truth and explains it (one call per example).
 *rejection*: the truth is hidden; the teacher is asked up to ``max_samples`` times and the first
-valid answer whose top-1 is the ground truth is kept (GR2's rejection sampling). Examples whose
+valid answer whose top-1 is the ground truth is kept (GR2's rejection sampling).
+*distill*: the truth is hidden and the teacher's one answer is kept whatever it ranks first: the student
+learns the teacher's policy itself, including where it keeps the pre-rank order. With a noisy teacher,
+rejection sampling accepts answers that reached the target by noise alone, which teaches a student to
+promote items on no evidence; distilling a greedy teacher (e.g. the heuristic at temperature 0) does not. Examples whose
 target is not among the candidates cannot be accepted and are skipped. The summary records the
 acceptance rate, the thing to watch when choosing a teacher.
 """
@@ -30,15 +34,15 @@ TRACE_FIELDS = ("user", "split", "history", "candidates", "target", "target_inde
 
 @dataclass
 class TraceConfig:
-    mode: Literal["targeted", "rejection"] = "rejection"
+    mode: Literal["targeted", "rejection", "distill"] = "rejection"
     max_samples: int = 8  # M: attempts per example in rejection mode
     seed: int = 0
 
 
 def generate_traces(examples: Iterable[RerankExample], catalog: ItemCatalog, teacher: Teacher,
                     config: TraceConfig) -> tuple[list[dict], dict]:
-    if config.mode not in ("targeted", "rejection"):
-        raise ValueError(f"unknown trace mode {config.mode!r}: expected 'targeted' or 'rejection'")
+    if config.mode not in ("targeted", "rejection", "distill"):
+        raise ValueError(f"unknown trace mode {config.mode!r}: expected 'targeted', 'rejection' or 'distill'")
     rng = np.random.default_rng(config.seed)
     records: list[dict] = []
     attempted = skipped = calls = 0
@@ -51,12 +55,12 @@ def generate_traces(examples: Iterable[RerankExample], catalog: ItemCatalog, tea
         attempted += 1
         messages = catalog.messages(ex)
         sids = catalog.candidate_sids(ex)
-        tries = 1 if config.mode == "targeted" else config.max_samples
+        tries = config.max_samples if config.mode == "rejection" else 1
         for sample in range(1, tries + 1):
             calls += 1
             reply = teacher.reply(ex, messages, reveal_target=config.mode == "targeted", rng=rng)
             parsed = parse_answer(reply.text, sids)
-            if parsed.valid and parsed.order[0] == target:
+            if parsed.valid and (parsed.order[0] == target or config.mode == "distill"):
                 records.append({
                     "user": ex.user, "split": ex.split, "history": ex.history, "candidates": ex.candidates,
                     "target": ex.target, "target_index": target, "messages": messages, "answer": reply.text,

@@ -43,6 +43,20 @@ def test_rejection_mode_keeps_only_correct_top1(teacher, ml100k_catalog, ml100k_
     assert summary8["accepted"] >= summary["accepted"]
 
 
+def test_distill_mode_keeps_the_greedy_teachers_one_answer_whatever_it_ranks_first(ml100k_catalog, ml100k_cooc,
+                                                                                  ml100k_examples):
+    greedy = HeuristicTeacher(ml100k_catalog, ml100k_cooc, HeuristicTeacherConfig(temperature=0.0, promote=3))
+    records, summary = generate_traces(ml100k_examples, ml100k_catalog, greedy, TraceConfig(mode="distill"))
+    assert summary["accepted"] == summary["attempted"] == summary["teacher_calls"] == 50
+    firsts = [r["ranking"][0] == r["target_index"] for r in records]
+    assert any(firsts) and not all(firsts)  # the teacher's own policy, right or wrong
+    for r in records:  # promote=3: the rest keeps the pre-rank order
+        rest = r["ranking"][3:]
+        assert rest == sorted(rest)
+    again, _ = generate_traces(ml100k_examples, ml100k_catalog, greedy, TraceConfig(mode="distill", seed=5))
+    assert [r["ranking"] for r in again] == [r["ranking"] for r in records]  # greedy: no sampling noise
+
+
 def test_rationale_cites_real_evidence(ml100k_catalog, ml100k_cooc, ml100k_examples):
     greedy = HeuristicTeacher(ml100k_catalog, ml100k_cooc, HeuristicTeacherConfig(prior_weight=0, temperature=0))
     import numpy as np
