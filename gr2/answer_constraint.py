@@ -16,7 +16,7 @@ this to make format validity something the policy earns).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 import torch
 from transformers import LogitsProcessor
@@ -53,49 +53,59 @@ class RerankAnswerConstraint(LogitsProcessor):
         fixed = len(self.open) + self.max_reasoning_tokens + len(self.close) + len(self.head) + len(self.tail) + 1
         return fixed + sum(map(len, sids)) + (len(sids) - 1) * len(self.separator)
 
-    def allowed(self, row: int, generated: list[int]) -> list[int] | None:
+    def allowed(self, row: int, generated: Sequence[int]) -> list[int] | None:
         """Token ids allowed next for one row; None = free reasoning (anything but the banned ids)."""
-        n = len(self.open)
-        if len(generated) < n:
-            return [self.open[len(generated)]]
-        rest = generated[n:]
-        close_at = next((i for i in range(len(rest) - len(self.close) + 1)
-                         if tuple(rest[i:i + len(self.close)]) == self.close), None)
-        if close_at is None:
-            partial = next((m for m in range(len(self.close) - 1, 0, -1)
-                            if tuple(rest[-m:]) == self.close[:m]), 0) if rest else 0
-            if partial or len(rest) >= self.max_reasoning_tokens:
-                return [self.close[partial]]
-            return None
-        return self._answer_step(row, rest[close_at + len(self.close):])
+        walk = self._walk(row)
+        allowed = next(walk)
+        for token in generated:
+            allowed = walk.send(token)
+        return allowed
 
-    def _answer_step(self, row: int, tokens: list[int]) -> list[int]:
+    def allowed_along(self, row: int, tokens: Sequence[int]) -> list[list[int] | None]:
+        """``allowed(row, tokens[:i])`` for every ``i`` up to ``len(tokens)``, in one pass: scoring a sampled
+        completion under the mask it was decoded with needs the allowed set at each of its positions, and
+        calling ``allowed`` per position would replay the prefix every time."""
+        walk = self._walk(row)
+        sets = [next(walk)]
+        sets.extend(walk.send(token) for token in tokens)
+        return sets
+
+    def _walk(self, row: int) -> Generator[list[int] | None, int, None]:
+        """The state machine: yields the allowed set (None = free reasoning), is sent the token taken. It never
+        ends: after the answer's tail only end of turn is allowed."""
+        for token in self.open:
+            yield [token]
+        reasoning: list[int] = []
+        n = len(self.close)
+        while tuple(reasoning[-n:]) != self.close:
+            # a started closing tag must be finished; a reasoning at its limit must start one
+            partial = next((m for m in range(n - 1, 0, -1) if tuple(reasoning[-m:]) == self.close[:m]), 0)
+            forced = partial or len(reasoning) >= self.max_reasoning_tokens
+            reasoning.append((yield [self.close[partial]] if forced else None))
+        yield from self._answer(row)
+
+    def _answer(self, row: int) -> Generator[list[int], int, None]:
+        """After ``</think>``: head, one candidate SID per slot (``unique``: one not yet named), separators, tail."""
         candidates = self.candidates[row]
         remaining = list(candidates)
-        pos = 0
         for slot in range(len(candidates) + 1):
             left = len(candidates) - slot
-            fixed = self.head if slot == 0 else self.separator if left else self.tail
-            for tok in fixed:
-                if pos == len(tokens):
-                    return [tok]
-                pos += 1  # forced earlier, so it matches
+            for token in self.head if slot == 0 else self.separator if left else self.tail:
+                yield [token]  # forced, so the token sent back is this one
             if not left:
-                return [self.end]
+                break
             choices = remaining if self.unique else candidates
             prefix: list[int] = []
             while True:
-                live = [c for c in choices if tuple(c[:len(prefix)]) == tuple(prefix)]
+                live = [c for c in choices if c[:len(prefix)] == tuple(prefix)]
                 done = [c for c in live if len(c) == len(prefix)]
                 if done:
                     if self.unique:
                         remaining.remove(done[0])
                     break
-                if pos == len(tokens):
-                    return sorted({c[len(prefix)] for c in live})
-                prefix.append(tokens[pos])
-                pos += 1
-        return [self.end]
+                prefix.append((yield sorted({c[len(prefix)] for c in live})))
+        while True:
+            yield [self.end]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         masked = torch.full_like(scores, float("-inf"))

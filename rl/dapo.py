@@ -3,9 +3,11 @@
 DAPO settings as ``DESIGN.md`` fixes them: token-level ``dapo`` loss, clip epsilon 0.2 / 0.28
 (clip-higher), no KL term (beta 0), truncated completions masked out of the loss, a soft overlong
 punishment (TRL's ``get_soft_overlong_punishment``), and dynamic sampling
-(``rl.dynamic_sampling``). Only examples whose target is among the candidates are used: the
-reward is defined by where the target moves. Each step logs mean reward, format-valid rate,
-identity-permutation rate, mean rank gain and the share of groups dynamic sampling dropped.
+(``rl.dynamic_sampling``, deciding on the rank reward alone). Rollouts can decode under the rerank
+answer constraint, and are then scored under it too (``rl.constrained_rollouts``). Only examples
+whose target is among the candidates are used: the reward is defined by where the target moves.
+Each step logs mean reward, format-valid rate, identity-permutation rate, mean rank gain and the
+share of groups dynamic sampling dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gr2.base_model import load_base_model
 from gr2.recipes.common import cuda_available, finish_stage, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.rerank_format import THINK_CLOSE
+from rl.constrained_rollouts import RolloutConstraint
 from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
 from rl.reward_funcs import RerankReward
 from rl.rewards import RewardKind
@@ -147,10 +150,15 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
     dataset = rl_dataset(examples, catalog)
     if config.rollout_constraint != "none":
         check_completion_budget(tokenizer, dataset["candidate_sids"], config)
+    rank_reward = RerankReward(config.reward, config.alpha)
+    rollout_constraint = None  # vLLM rollouts (GPU) decode unconstrained here
+    if config.rollout_constraint != "none" and not config.use_vllm:
+        rollout_constraint = RolloutConstraint(config.max_reasoning_tokens,
+                                               unique=config.rollout_constraint == "permutation")
     trainer = DynamicSamplingGRPOTrainer(
         model=model,
         processing_class=tokenizer,
-        reward_funcs=[RerankReward(config.reward, config.alpha),
+        reward_funcs=[rank_reward,
                       get_soft_overlong_punishment(config.max_completion_length, config.soft_punish_cache)],
         args=grpo_config(out_dir, config),
         train_dataset=dataset,
@@ -158,12 +166,9 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
         max_refill_rounds=config.max_refill_rounds,
         refill_seed=config.seed,
         loss_skips_until=None if config.train_reasoning else tokenizer.encode(THINK_CLOSE, add_special_tokens=False),
+        informative_reward=rank_reward.__name__,  # the length punishment alone must not keep a group
+        rollout_constraint=rollout_constraint,  # rollouts decoded, and scored, under the answer constraint
     )
-    if config.rollout_constraint != "none" and not config.use_vllm:
-        from rl.constrained_rollouts import constrain_rollouts
-
-        constrain_rollouts(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config.max_reasoning_tokens,
-                           unique=config.rollout_constraint == "permutation")
     result = train_resuming(trainer, out_dir)
     history = [e for e in trainer.state.log_history if "step" in e]
     curves = {label: ([e["step"] for e in history if key in e], [e[key] for e in history if key in e])

@@ -7,9 +7,16 @@ scored generation batch: it calls TRL's own implementation, keeps the informativ
 more on fresh prompts until the batch is full again (at most ``max_refill_rounds`` times), and
 stitches the pieces back into the shape TRL expects.
 
+Whether a group is informative is decided on one reward function's values (``informative_reward``:
+the rank reward), not on the summed reward: the soft overlong punishment differs with length, so a
+group whose rankings all earned the same reward would otherwise be kept, and TRL's per-group std
+scaling (``scale_rewards="group"``) would blow those small length differences up to unit-size
+advantages. The advantages themselves stay TRL's.
+
 Groups of ``num_generations`` completions must be contiguous within a process's batch, which holds
 when the per-process generation batch is a multiple of ``num_generations`` (TRL's own requirement).
-All processes refill in lock step, so distributed runs stay in sync.
+All processes refill in lock step, so distributed runs stay in sync; each draws its fresh prompts
+in its own order (``refill_order``), so two ranks do not refill with the same prompts.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from trl import GRPOTrainer
+
+from rl.constrained_rollouts import ConstrainedScoringMixin, RolloutConstraint, constrain_rollouts
 
 
 def _pad_to(t: torch.Tensor, width: int, left: bool, value: int | float) -> torch.Tensor:
@@ -72,25 +81,69 @@ def prefix_through(ids: torch.Tensor, marker: list[int]) -> torch.Tensor:
     return torch.arange(ids.shape[1], device=ids.device)[None, :] < ends[:, None]
 
 
-class DynamicSamplingGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that drops zero-variance groups and refills them with fresh prompts, and can
-    leave each completion's reasoning (through ``loss_skips_until``) out of the loss."""
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Per group of ``group_size`` consecutive completions: whether their rewards were not all equal (a group
+    with a NaN, i.e. unscorable, reward counts as uninformative)."""
+    grouped = rewards.view(-1, group_size)
+    return (grouped.amax(dim=1) - grouped.amin(dim=1)) > 1e-6
+
+
+def refill_order(size: int, seed: int, process_index: int) -> list[int]:
+    """The order in which one process draws fresh prompts: seeded by the run's seed and the process, so
+    ranks refill with different prompts and a rerun refills with the same ones."""
+    return np.random.default_rng([seed, process_index]).permutation(size).tolist()
+
+
+class DynamicSamplingGRPOTrainer(ConstrainedScoringMixin, GRPOTrainer):
+    """``GRPOTrainer`` that drops zero-variance groups and refills them with fresh prompts, can leave each
+    completion's reasoning (through ``loss_skips_until``) out of the loss, and with ``rollout_constraint``
+    decodes rollouts under the rerank answer constraint and scores them under it
+    (``rl.constrained_rollouts``)."""
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, max_refill_rounds: int = 4,
-                 refill_seed: int = 0, loss_skips_until: list[int] | None = None, **kwargs: Any):
+                 refill_seed: int = 0, loss_skips_until: list[int] | None = None,
+                 informative_reward: str | None = None, rollout_constraint: RolloutConstraint | None = None,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.dynamic_sampling = dynamic_sampling
         self.max_refill_rounds = max_refill_rounds
         # token ids ending the part of a completion left out of the loss (e.g. "</think>": the reward
         # judges only the ranking, so the reasoning would get its advantage with no bearing on it)
         self.loss_skips_until = loss_skips_until
-        order = np.random.default_rng(refill_seed).permutation(len(self.train_dataset))
-        self._fresh_prompts = itertools.cycle(order.tolist())
+        # the reward function (by TRL name) whose values decide which groups are informative; None: the sum
+        if informative_reward is not None and informative_reward not in self.reward_func_names:
+            raise ValueError(f"informative_reward {informative_reward!r} is not one of the reward functions "
+                             f"{self.reward_func_names}")
+        self.informative_reward = informative_reward
+        self._rewards_per_func: torch.Tensor | None = None
+        order = refill_order(len(self.train_dataset), refill_seed, self.accelerator.process_index)
+        self._fresh_prompts = itertools.cycle(order)
+        if rollout_constraint is not None:
+            if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
+                raise ValueError("rollout_constraint applies to transformers' generate; vLLM and continuous "
+                                 "batching rollouts would not be decoded under it")
+            constrain_rollouts(self.accelerator.unwrap_model(self.model), self.processing_class,
+                               rollout_constraint.max_reasoning_tokens, rollout_constraint.unique)
+        self.rollout_constraint = rollout_constraint
 
-    def _informative_groups(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Per group: whether its advantages differ from zero (i.e. its rewards were not all equal)."""
-        adv = batch["advantages"].view(-1, self.num_generations)
-        return adv.abs().amax(dim=1) > 1e-6
+    def _calculate_rewards(self, inputs: list[dict[str, Any]], prompts: list, completions: list,
+                           completion_ids_list: list[list[int]]) -> torch.Tensor:
+        """TRL's rewards, gathered across processes (one column per reward function), kept for dynamic sampling."""
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    def _score(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], torch.Tensor]:
+        """TRL's scored batch, and whether each of its groups is informative."""
+        self._rewards_per_func = None
+        batch = super()._generate_and_score_completions(inputs)
+        if self.informative_reward is None:
+            return batch, informative_groups(batch["advantages"], self.num_generations)
+        if self._rewards_per_func is None:
+            raise RuntimeError("TRL scored a batch without _calculate_rewards: cannot read the rank reward")
+        n = batch["advantages"].shape[0]  # TRL keeps this process's rows, in the gathered order
+        rows = slice(self.accelerator.process_index * n, (self.accelerator.process_index + 1) * n)
+        column = self.reward_func_names.index(self.informative_reward)
+        return batch, informative_groups(self._rewards_per_func[rows, column], self.num_generations)
 
     def _fresh_inputs(self, groups: int) -> list[dict[str, Any]]:
         rows = [self.train_dataset[next(self._fresh_prompts)] for _ in range(groups)]
@@ -99,18 +152,24 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self._sample_groups(inputs)
         if self.loss_skips_until:
-            mask = batch["completion_mask"] * ~prefix_through(batch["completion_ids"], self.loss_skips_until)
-            batch["completion_mask"] = mask
-            batch["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+            # TRL's tool_mask leaves tokens out of the loss but not out of the context: the completion_mask is
+            # also the attention mask of the loss forward, and the answer was sampled seeing its reasoning
+            skip = prefix_through(batch["completion_ids"], self.loss_skips_until)
+            batch["tool_mask"] = batch.get("tool_mask", 1) * (~skip).to(batch["completion_mask"].dtype)
+            batch["num_items_in_batch"] = self._loss_tokens(batch)
         return batch
 
+    def _loss_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Completion tokens in the loss, over all processes (TRL's ``num_items_in_batch``)."""
+        mask = batch["completion_mask"] * batch.get("tool_mask", 1)
+        return self.accelerator.gather(mask.sum()).sum()
+
     def _sample_groups(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = super()._generate_and_score_completions(inputs)
+        batch, keep = self._score(inputs)
         if not self.dynamic_sampling or self.model is None or not self.model.training:
             return batch
         g = self.num_generations
         total_groups = batch["advantages"].shape[0] // g
-        keep = self._informative_groups(batch)
         pieces, kept, dropped, seen = [], int(keep.sum()), int((~keep).sum()), total_groups
         pieces.append((batch, keep))
         rounds = 0
@@ -120,8 +179,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             if self.accelerator.gather(deficit).max().item() <= 0:
                 break
             rounds += 1
-            more = super()._generate_and_score_completions(self._fresh_inputs(total_groups))
-            more_keep = self._informative_groups(more)
+            more, more_keep = self._score(self._fresh_inputs(total_groups))
             seen += total_groups
             dropped += int((~more_keep).sum())
             kept += int(more_keep.sum())
@@ -144,8 +202,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
                 stitched.append(select_rows(part, rows))
         pad_id = self.processing_class.pad_token_id
         out = concat_batches(stitched, pad_id if pad_id is not None else 0)
-        mask = out["completion_mask"]
-        out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        out["num_items_in_batch"] = self._loss_tokens(out)
         mode = "train"
         self._metrics[mode]["dynamic_sampling/dropped_group_share"].append(dropped / max(seen, 1))
         self._metrics[mode]["dynamic_sampling/refill_rounds"].append(float(rounds))

@@ -53,3 +53,24 @@ def test_candidates_mode_allows_repeats_but_only_candidate_sids(tiny_sid_model, 
         repeated += len(set(named)) < len(named)
         assert parse_answer(answer, sids).repaired == (len(set(named)) < len(named))
     assert repeated > 0
+
+
+def test_one_pass_replay_agrees_with_allowed_at_every_prefix(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    """``allowed_along`` (what constrained scoring replays) equals ``allowed`` on each prefix, on token walks
+    that mostly follow the constraint and sometimes stray from it."""
+    import random
+
+    from gr2.answer_constraint import RerankAnswerConstraint
+
+    _, tok = load_base_model(tiny_sid_model)
+    rng = random.Random(0)
+    sids = [ml100k_catalog.candidate_sids(e)[:rng.randint(0, 4)] for e in ml100k_examples[:6]]
+    for unique in (True, False):
+        constraint = RerankAnswerConstraint(tok, sids, 0, max_reasoning_tokens=3, unique=unique)
+        for row in range(len(sids)):
+            walk: list[int] = []
+            for _ in range(60):
+                allowed = constraint.allowed(row, walk)
+                stray = not allowed or rng.random() < 0.05
+                walk.append(rng.randrange(len(tok)) if stray else rng.choice(allowed))
+            assert constraint.allowed_along(row, walk) == [constraint.allowed(row, walk[:i]) for i in range(61)]

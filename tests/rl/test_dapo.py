@@ -6,10 +6,11 @@ import hashlib
 import json
 
 import pytest
+import torch
 
 from gr2.rerank_format import format_answer
 from rl.dapo import DAPOConfig, check_completion_budget, compare_reward_curves, rl_dataset, train_rl
-from rl.dynamic_sampling import DynamicSamplingGRPOTrainer, prefix_through
+from rl.dynamic_sampling import DynamicSamplingGRPOTrainer, informative_groups, prefix_through, refill_order
 from rl.reward_funcs import RerankReward
 
 SIDS = [f"<|sid_begin|><s_a_{i}><|sid_end|>" for i in range(4)]
@@ -75,6 +76,66 @@ def test_dynamic_sampling_keeps_only_informative_groups(tiny_sid_model, tmp_path
     trainer.dynamic_sampling = False
     plain = trainer._generate_and_score_completions(inputs)["advantages"].view(-1, g)
     assert int((plain.abs().amax(dim=1) == 0).sum()) == 2
+
+
+def small_punishment(prompts, completions, **_):
+    """Stands in for the soft overlong punishment: small, and different from one completion to the next."""
+    return [-(int(hashlib.md5(str(c).encode()).hexdigest(), 16) % 97) / 1000 for c in completions]
+
+
+def test_informative_groups_need_unequal_rewards():
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.2, 0.2, 0.2, 0.0, 0.5, 0.0, 0.3, nan, 0.1])
+    assert informative_groups(rewards, 3).tolist() == [False, False, True, False]  # NaN: unscorable group
+
+
+def test_each_process_refills_in_its_own_order():
+    orders = [refill_order(50, seed=7, process_index=rank) for rank in range(4)]
+    assert all(sorted(o) == list(range(50)) for o in orders)
+    assert len({tuple(o) for o in orders}) == 4  # ranks draw different fresh prompts
+    assert refill_order(50, seed=7, process_index=2) == orders[2]  # and a rerun draws the same ones
+    assert refill_order(50, seed=8, process_index=2) != orders[2]
+
+
+@pytest.mark.slow
+def test_dynamic_sampling_judges_groups_by_the_rank_reward_alone(tiny_sid_model, tmp_path):
+    """'const' prompts earn equal rank rewards but unequal (length-like) punishments: dropped all the same."""
+    import re
+
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    g = 4
+    data = Dataset.from_list([{"prompt": f"Item {i}: ", "kind": "const" if i % 2 else "varied"} for i in range(16)])
+    args = GRPOConfig(output_dir=str(tmp_path), num_generations=g, per_device_train_batch_size=4 * g,
+                      max_completion_length=12, loss_type="dapo", beta=0.0, report_to=[], use_cpu=True,
+                      max_steps=1, temperature=1.0, logging_steps=1)
+    tok = AutoTokenizer.from_pretrained(tiny_sid_model)
+    trainer = DynamicSamplingGRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_sid_model), processing_class=tok,
+        reward_funcs=[constant_or_varied, small_punishment], args=args, train_dataset=data, max_refill_rounds=6,
+        informative_reward="constant_or_varied")
+    assert [next(trainer._fresh_prompts) for _ in range(16)] == refill_order(16, 0, trainer.accelerator.process_index)
+    trainer.model.train()
+    inputs = [data[i] for i in (0, 1, 2, 3) for _ in range(g)]  # 2 varied and 2 const groups
+
+    def kept_prompts(batch) -> list[int]:
+        texts = tok.batch_decode(batch["prompt_ids"][::g], skip_special_tokens=True)
+        return [int(re.search(r"Item (\d+)", t).group(1)) for t in texts]
+
+    assert all(i % 2 == 0 for i in kept_prompts(trainer._generate_and_score_completions(inputs)))  # varied only
+    assert trainer._metrics["train"]["dynamic_sampling/dropped_group_share"][-1] > 0.3
+    # judged on the summed reward, the punishment alone keeps the const groups ...
+    trainer.informative_reward = None
+    assert {1, 3} <= set(kept_prompts(trainer._generate_and_score_completions(inputs)))
+    # ... and TRL's per-group std scaling turns their tiny differences into unit-size advantages
+    trainer.dynamic_sampling = False
+    plain = trainer._generate_and_score_completions(inputs)["advantages"].view(-1, g)
+    assert bool((plain[[1, 3]].abs().amax(dim=1) > 0.5).all())
+    with pytest.raises(ValueError, match="informative_reward 'rank'"):
+        DynamicSamplingGRPOTrainer(model=trainer.model, processing_class=tok, reward_funcs=[constant_or_varied],
+                                   args=args, train_dataset=data, informative_reward="rank")
 
 
 @pytest.mark.slow
