@@ -184,7 +184,13 @@ class DynamicSamplingGRPOTrainer(ConstrainedScoringMixin, GRPOTrainer):
             dropped += int((~more_keep).sum())
             kept += int(more_keep.sum())
             pieces.append((more, more_keep))
-        # informative groups first, then (only if refills ran out) uninformative ones to keep the shape
+        # informative groups first, then (only if refills ran out) uninformative ones to keep the shape; those
+        # teach nothing about the ranking, so their advantages (TRL's std scaling can inflate tiny differences
+        # in the other rewards, e.g. the overlong punishment) are zeroed
+        for part, mask in pieces:
+            advantages = part["advantages"].clone()
+            advantages.view(-1, g)[~mask.to(advantages.device)] = 0.0
+            part["advantages"] = advantages
         ordered = pieces + [(b, ~k) for b, k in pieces]
         chosen, count = [], 0
         for part, mask in ordered:

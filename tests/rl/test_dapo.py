@@ -126,6 +126,14 @@ def test_dynamic_sampling_judges_groups_by_the_rank_reward_alone(tiny_sid_model,
 
     assert all(i % 2 == 0 for i in kept_prompts(trainer._generate_and_score_completions(inputs)))  # varied only
     assert trainer._metrics["train"]["dynamic_sampling/dropped_group_share"][-1] > 0.3
+    # with no refill left, const groups only pad the batch: they keep the shape but carry no advantage
+    trainer.max_refill_rounds = 0
+    padded = trainer._generate_and_score_completions(inputs)
+    advantages = padded["advantages"].view(-1, g)
+    assert sorted(kept_prompts(padded)) == [0, 1, 2, 3]
+    for prompt, row in zip(kept_prompts(padded), advantages, strict=True):
+        assert (row.abs().max() == 0) == bool(prompt % 2)
+    trainer.max_refill_rounds = 6
     # judged on the summed reward, the punishment alone keeps the const groups ...
     trainer.informative_reward = None
     assert {1, 3} <= set(kept_prompts(trainer._generate_and_score_completions(inputs)))
