@@ -1,6 +1,6 @@
 """Constrained decoding for ``transformers`` generate: the answer can only be a valid permutation.
 
-Serving runs the same state machine inside vLLM (``serving.permutation_constraint``). Unlike a
+Serving runs the same state machine inside vLLM (``gr2.engines.permutation_constraint``). Unlike a
 grammar (``rerank_format.answer_grammar``), which fixes only the shape (``<think>`` free text
 ``</think>`` then the JSON list), it tracks which candidates were already named, so every answer is
 an exact permutation of the request's candidates. Free reasoning may not open a SID or end the

@@ -1,7 +1,10 @@
-"""Reranker inference: prompts in, permutations out (Hugging Face backend; serving adds vLLM).
+"""Reranker inference: prompts in, permutations out.
 
-Greedy decoding in left-padded batches; every answer goes through ``parse_answer``, so the caller
-always gets a full permutation of its candidates plus the ``valid``/``repaired``/``fallback`` flags.
+``Reranker`` decodes with Hugging Face ``generate`` (greedy, left-padded batches): no engine to start,
+so small tests and tiny recipes use it. Evaluation decodes as served, through vLLM
+(``gr2.engines.vllm_batch.VLLMReranker``, same interface); ``load_reranker`` picks by
+``GenerationSettings.backend``. Every answer goes through ``parse_answer``, so the caller always gets a
+full permutation of its candidates plus the ``valid``/``repaired``/``fallback`` flags.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ class GenerationSettings:
     max_prompt_tokens: int = 3072
     constrained: bool = True  # decode only valid permutations (as serving does); False: free text
     max_reasoning_tokens: int = 160  # constrained decoding cuts the reasoning here
+    backend: str = "vllm"  # "vllm": as served, whole splits affordable; "hf": transformers generate, no engine start
+
+
+BACKENDS = ("vllm", "hf")
 
 
 class Reranker:
@@ -39,6 +46,10 @@ class Reranker:
 
         model, tokenizer = load_base_model(model_dir)
         return cls(model, tokenizer, catalog, settings)
+
+    def close(self) -> None:
+        """Drop the model (the vLLM backend's ``close`` stops its engine; callers treat both alike)."""
+        self.model = None
 
     def generate(self, conversations: Sequence[list[dict[str, str]]], progress: bool = False,
                  candidate_sids: Sequence[Sequence[str]] | None = None) -> list[str]:
@@ -80,3 +91,22 @@ class Reranker:
         texts = self.generate([self.catalog.messages(ex) for ex in examples], progress=progress,
                               candidate_sids=[self.catalog.candidate_sids(ex) for ex in examples])
         return [parse_answer(t, self.catalog.candidate_sids(ex)) for t, ex in zip(texts, examples, strict=True)]
+
+
+def load_reranker(model_dir: str | Path, catalog: ItemCatalog, settings: GenerationSettings,
+                  reuse: object | None = None):  # noqa: ANN201 - a Reranker or a VLLMReranker
+    """A reranker for ``settings.backend``. ``reuse`` is the caller's previous reranker: a vLLM one on the
+    same model keeps its engine (only the settings change); anything else is closed first, so that one
+    vLLM engine has released its memory before the next model's engine starts."""
+    from gr2.engines.vllm_batch import VLLMReranker
+
+    if settings.backend not in BACKENDS:
+        raise ValueError(f"generation backend must be one of {BACKENDS}, got {settings.backend!r}")
+    if (settings.backend == "vllm" and isinstance(reuse, VLLMReranker) and reuse.llm is not None
+            and reuse.model_dir == Path(model_dir)):
+        return reuse.with_settings(settings)
+    if reuse is not None:
+        reuse.close()
+    if settings.backend == "hf":
+        return Reranker.from_dir(model_dir, catalog, settings)
+    return VLLMReranker.from_dir(model_dir, catalog, settings)

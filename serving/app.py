@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from gr2.engines.vllm_engine import BaseRerankEngine, RerankOutcome
 from gr2.rerank_data import ItemCatalog
 from gr2.rerank_format import ParsedAnswer, PromptItem, sanitize_item_text
 from serving.cascade import Cascade
-from serving.engine import BaseRerankEngine, RerankOutcome
 from serving.schemas import (
     ErrorBody,
     ItemRef,

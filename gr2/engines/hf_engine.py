@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gr2.engines.vllm_engine import BaseRerankEngine, EngineSettings, RerankOutcome
 from gr2.rerank_format import PromptItem, parse_answer
-from serving.engine import BaseRerankEngine, EngineSettings, RerankOutcome
 
 log = logging.getLogger(__name__)
 
