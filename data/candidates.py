@@ -16,12 +16,15 @@ One row per user (train: one per user and cut), columns:
 
 ``target_rank <= K`` means the target is a candidate; the share of such rows is the split's candidate recall,
 the ceiling of any reranker. Train-split candidates come from cross-fitted models that never saw those
-targets (``summary.json`` says how). This module only reads and validates; it imports nothing from rankers/.
+targets (``summary.json`` says how). This module reads and validates, and owns the cross-fitting rule (the
+fold of each user, what a fold's model may learn from) so that gr2/ can hold out the same data as the
+candidates did; it imports nothing from rankers/.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,35 @@ from data.errors import DataError
 SPLITS = ("train", "valid", "test")
 COLUMNS = ("user", "user_id", "target", "history_len", "cut", "candidates", "scores", "target_rank")
 CUTS = {"train": 3, "valid": 2, "test": 1}
+CROSSFIT_SEED = 1234  # the fold assignment of ``gr2 rank candidates``; anything cross-fitted later must reuse it
+
+
+def fold_of_users(num_users: int, folds: int, seed: int = CROSSFIT_SEED) -> np.ndarray:
+    """Each user's cross-fitting fold (a seeded permutation mod ``folds``, so fold sizes differ by at most 1).
+
+    Lives in the data layer so that everything fitted on train data for train-split examples (the pre-ranker's
+    candidates, the heuristic teacher's co-occurrence) holds out the same users."""
+    return np.random.default_rng(seed).permutation(num_users) % folds
+
+
+def fold_train_sequences(sequences: Sequence[np.ndarray], held_out: np.ndarray,
+                         train_cuts: int) -> list[np.ndarray]:
+    """What a fold's model may learn from: everyone's training sequence (``seq[:-2]``), except that the held-out
+    users lose their last ``2 + train_cuts`` items (valid, test and every train-split target), keeping one item."""
+    drop = 2 + train_cuts
+    return [s[:max(1, len(s) - drop)] if held_out[u] else s[:-2] if len(s) >= 3 else s
+            for u, s in enumerate(sequences)]
+
+
+def load_crossfit_settings(run_dir: str | Path) -> tuple[int, int]:
+    """(folds, train_cuts) the run's candidate files were made with (their manifest; summary for train_cuts)."""
+    manifest = candidates_dir(run_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise DataError("no candidate manifest here; run `gr2 rank candidates --run DIR` first", manifest)
+    config = json.loads(manifest.read_text()).get("config", {})
+    if "folds" not in config:
+        raise DataError("the candidate manifest does not say how many folds were used", manifest)
+    return int(config["folds"]), int(config.get("train_cuts", load_candidate_summary(run_dir).get("train_cuts", 1)))
 
 
 def candidates_dir(run_dir: str | Path) -> Path:

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from data.artifacts import atomic_path, write_json_atomic, write_manifest
-from data.candidates import candidates_dir
+from data.candidates import CROSSFIT_SEED, candidates_dir, fold_of_users, fold_train_sequences
 from data.prepare import load_prepared
 from data.schema import EvalExamples, PreparedDataset
 from evals.metrics import ranks_from_scores
@@ -48,10 +48,6 @@ def split_examples(ds: PreparedDataset, split: str, train_cuts: int = 1) -> Eval
                 histories.append(s[:-cut])
                 targets.append(s[-cut])
     return EvalExamples(np.asarray(users, dtype=np.int64), histories, np.asarray(targets, dtype=np.int64))
-
-
-def fold_of_users(num_users: int, folds: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(num_users) % folds
 
 
 def candidate_rows(scorer: Scorer, examples: EvalExamples, k: int, batch_size: int = 1024,
@@ -96,9 +92,7 @@ def _main_scorer(run_dir: Path, run_config: dict, ds: PreparedDataset) -> Scorer
 def _fold_scorer(run_dir: Path, run_config: dict, ds: PreparedDataset, held_out: np.ndarray, fold: int,
                  train_cuts: int, progress: bool) -> Scorer:
     """A model trained without the held-out users' last ``train_cuts`` training items (their train-split targets)."""
-    drop = 2 + train_cuts
-    sequences = [s[:max(1, len(s) - drop)] if held_out[u] else s[:-2] if len(s) >= 3 else s
-                 for u, s in enumerate(ds.sequences)]
+    sequences = fold_train_sequences(ds.sequences, held_out, train_cuts)
     model, cfg = run_config["model"], make_config(run_config["model"], run_config["model_config"])
     if model != "sasrec":
         return fit_retriever(model, cfg, ds, sequences)
@@ -151,7 +145,7 @@ def generate_candidates(run_dir: str | Path, k: int = 10, folds: int = 2, train_
 
         raise ConfigError(f"train_cuts must be at least 1, got {train_cuts}")
     ex = split_examples(ds, "train", train_cuts)
-    fold_of = fold_of_users(ds.num_users, folds, seed=1234)
+    fold_of = fold_of_users(ds.num_users, folds, seed=CROSSFIT_SEED)
     parts = []
     for fold in range(folds):
         held_out = fold_of == fold
@@ -179,6 +173,6 @@ def generate_candidates(run_dir: str | Path, k: int = 10, folds: int = 2, train_
             pq.write_table(table, tmp / f"{split}.parquet")
         write_json_atomic(tmp / "summary.json", summary)
         config = {"run": str(run_dir), "k": k, "folds": folds, "train_cuts": train_cuts}
-        write_manifest(tmp, kind="candidates", config=config, seed=1234,
+        write_manifest(tmp, kind="candidates", config=config, seed=CROSSFIT_SEED,
                        inputs=[run_dir / "config.json", ds.path / "sequences.parquet"], metrics=summary["recall"])
     return summary

@@ -174,12 +174,18 @@ class Pipeline:
                  dataclasses.replace(config, mixture=mixture))
 
     def teacher(self):
-        from data.cooccurrence import cooccurrence_matrix
-        from gr2.teachers import HeuristicTeacher, HFTeacher, OpenAITeacher
+        from data.candidates import load_crossfit_settings
+        from gr2.teachers import CrossFitCooccurrence, HeuristicTeacher, HFTeacher, OpenAITeacher
 
         section = self.recipe.traces
         if section.teacher == "heuristic":
-            cooc = cooccurrence_matrix(self.dataset.train_sequences(), self.dataset.num_items)
+            # cross-fitted like the train candidates: a train trace must not cite co-occurrence counted on its
+            # own target; the folds are the candidates' own (their manifest), the recipe's if none was written
+            try:
+                folds, train_cuts = load_crossfit_settings(self.layout.ranker)
+            except DataError:
+                folds, train_cuts = self.recipe.ranker.folds, self.recipe.ranker.train_cuts
+            cooc = CrossFitCooccurrence.build(self.dataset, folds, train_cuts)
             return HeuristicTeacher(self.catalog, cooc, section.heuristic)
         if section.teacher in ("openai", "hf") and not section.model:
             raise DataError(f"traces.teacher {section.teacher!r} needs traces.model")

@@ -9,16 +9,25 @@ scores (Gumbel noise at ``temperature``).
 With ``promote`` > 0 the teacher moves only its ``promote`` best candidates to the top and keeps the
 rest in pre-rank order: it changes the ranking where it has evidence and trusts the pre-ranker
 elsewhere. Such answers are also far easier for a small student to write as valid permutations.
+
+Co-occurrence is the only evidence it learns from train data, so it is cross-fitted like the train-split
+candidates (``CrossFitCooccurrence``): a train example's target, and the user's own step into it, sit in
+``train_sequences()``; evidence counted from them would not exist at test time, and the traces would teach
+the student to trust it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from data.candidates import CROSSFIT_SEED, fold_of_users, fold_train_sequences
+from data.cooccurrence import cooccurrence_matrix
+from data.schema import PreparedDataset
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.rerank_format import format_answer, sanitize_item_text
 from gr2.teachers.base import TeacherReply
@@ -41,12 +50,59 @@ class HeuristicTeacherConfig:
     title_chars: int = 60  # titles are cut to this length in rationales
 
 
+class CrossFitCooccurrence:
+    """Co-occurrence matrices in which no train example sees its own user's target (others' data stays in).
+
+    Train-split examples of users in fold f read a matrix built from ``fold_train_sequences`` (fold f's users
+    without their last ``2 + train_cuts`` items: the sequences the candidates' fold-f model learnt from);
+    valid / test (and split-less) examples read the one built from all ``train_sequences()``, which is what
+    exists at inference. With no folds every example reads ``full``.
+    """
+
+    def __init__(self, full: sp.spmatrix, per_fold: Sequence[sp.spmatrix] = (), fold_of: np.ndarray | None = None):
+        if per_fold and (fold_of is None or int(fold_of.max(initial=-1)) >= len(per_fold)):
+            raise ValueError("every user's fold needs a matrix: give fold_of with values below len(per_fold)")
+        self.full = full.tocsr()
+        self.per_fold = [m.tocsr() for m in per_fold]
+        self.fold_of = fold_of
+
+    @classmethod
+    def build(cls, ds: PreparedDataset, folds: int, train_cuts: int,
+              seed: int = CROSSFIT_SEED) -> CrossFitCooccurrence:
+        """The full matrix plus one per fold, held out exactly as ``gr2 rank candidates`` held out its users."""
+        fold_of = fold_of_users(ds.num_users, folds, seed)
+        per_fold = [cooccurrence_matrix(fold_train_sequences(ds.sequences, fold_of == f, train_cuts), ds.num_items)
+                    for f in range(folds)]
+        return cls(cooccurrence_matrix(ds.train_sequences(), ds.num_items), per_fold, fold_of)
+
+    def fold(self, example: RerankExample) -> int | None:
+        """The fold whose matrix scores ``example``; None for the full matrix."""
+        if example.split != "train" or not self.per_fold:
+            return None
+        return int(self.fold_of[example.user])
+
+    def matrix(self, example: RerankExample) -> sp.csr_matrix:
+        fold = self.fold(example)
+        return self.full if fold is None else self.per_fold[fold]
+
+    def describe(self, example: RerankExample) -> str:
+        """For the trace's provenance: which data the co-occurrence evidence was counted on."""
+        fold = self.fold(example)
+        if fold is None:
+            return "all train sequences" if self.per_fold else "as given (not cross-fitted)"
+        return f"cross-fitted fold {fold} of {len(self.per_fold)}"
+
+
 class HeuristicTeacher:
     name = "heuristic"
 
-    def __init__(self, catalog: ItemCatalog, cooccurrence: sp.csr_matrix, config: HeuristicTeacherConfig | None = None):
+    def __init__(self, catalog: ItemCatalog, cooccurrence: sp.spmatrix | CrossFitCooccurrence,
+                 config: HeuristicTeacherConfig | None = None):
+        """``cooccurrence``: a ``CrossFitCooccurrence`` for train traces; a plain matrix is used for every example."""
         self.catalog = catalog
-        self.cooc = cooccurrence.tocsr()
+        self.cooccurrence = (cooccurrence if isinstance(cooccurrence, CrossFitCooccurrence)
+                             else CrossFitCooccurrence(cooccurrence))
+        self.cooc = self.cooccurrence.full  # the inference-time matrix
         self.config = config or HeuristicTeacherConfig()
         self._words = [title_words(t) for t in catalog.titles]
 
@@ -58,7 +114,8 @@ class HeuristicTeacher:
             for j, cj in enumerate(c):
                 union = self._words[hi] | self._words[cj]
                 overlap[i, j] = len(self._words[hi] & self._words[cj]) / len(union) if union else 0.0
-        cooc = np.asarray(self.cooc[h][:, c].todense()) if h else np.zeros((0, len(c)))
+        matrix = self.cooccurrence.matrix(example)
+        cooc = np.asarray(matrix[h][:, c].todense()) if h else np.zeros((0, len(c)))
         if cooc.size and cooc.max() > 0:
             cooc = cooc / cooc.max()
         return overlap, cooc
@@ -86,7 +143,7 @@ class HeuristicTeacher:
         reasoning, evidence = self.rationale(example, order, overlap, cooc)
         text = format_answer(reasoning, self.catalog.sids.sids([example.candidates[i] for i in order]))
         provenance = {"teacher": "heuristic", "heuristic": True, "revealed_target": reveal_target,
-                      "config": asdict(self.config)}
+                      "config": asdict(self.config), "cooccurrence": self.cooccurrence.describe(example)}
         return TeacherReply(text, provenance, evidence)
 
     def rationale(self, example: RerankExample, order: list[int], overlap: np.ndarray,
