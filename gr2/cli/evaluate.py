@@ -32,3 +32,13 @@ def rerank_cmd(
                 raise DataError(f"--model expects NAME=DIR with an existing directory, got {pair!r}")
             models[name] = Path(path)
     make_pipeline(recipe, run, set_).run_eval(models)
+
+
+@app.command("stage1")
+@friendly_errors
+def stage1_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list[str] = SetOption) -> None:
+    """Stage 1 as a recommender: full ranking (beam search over SIDs) beside SASRec and co-occurrence, and its
+    candidate-likelihood order against the pre-rank order; writes RUN/eval/stage1-{full,rerank}-SPLIT.*."""
+    pipeline = make_pipeline(recipe, run, set_)
+    pipeline.run_stage1_rerank_eval()
+    pipeline.run_stage1_eval()

@@ -55,6 +55,12 @@ class RunLayout:
         return self.root / "traces" / "traces.jsonl"
 
     @property
+    def stage1_recommender(self) -> Path:
+        """Stage 1's mixture model (next-SID + alignment), before any later phase such as the copy warm-up."""
+        mixture = self.midtrain / "phase-0-mixture" / "model"
+        return mixture if mixture.exists() else self.midtrain / "model"
+
+    @property
     def sft(self) -> Path:
         return self.root / "sft"
 
@@ -93,7 +99,7 @@ class Pipeline:
 
         return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid))
 
-    def examples(self, split: str, limit: int, seed: int, with_target: bool = False):
+    def examples(self, split: str, limit: int, seed: int, with_target: bool = False, max_history: int | None = None):
         """A split's rerank examples (a seeded sample of ``limit`` rows); ``with_target`` keeps only rows whose
         target is a candidate: the only ones a teacher can explain, a reward can score or a reranker can change."""
         from data.candidates import load_candidates
@@ -105,7 +111,7 @@ class Pipeline:
         if limit and len(frame) > limit:
             rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
             frame = frame.iloc[rows]
-        return examples_from_candidates(self.dataset, frame, split, self.recipe.max_history)
+        return examples_from_candidates(self.dataset, frame, split, max_history or self.recipe.max_history)
 
     def _done(self, artifact: Path) -> bool:
         return artifact.exists() and not self.force
@@ -168,10 +174,29 @@ class Pipeline:
         self._start_training(self.layout.midtrain)
         base = self.layout.pretrain / "model" if self.recipe.base_model == "tiny" else self.recipe.base_model
         config = self.recipe.midtrain  # pick_next prompts look like the run's rerank prompts
+        # the train-split targets (seq[-3] ...) stay out of stage 1, as they stay out of the ranker's folds
         mixture = dataclasses.replace(config.mixture, pick_history=self.recipe.max_history,
-                                      pick_candidates=self.recipe.ranker.k)
+                                      pick_candidates=self.recipe.ranker.k, holdout_last=self.recipe.ranker.train_cuts)
+        valid_score = self.stage1_valid_score(config.select_users) if config.patience else None
         midtrain(base, self.dataset, self.catalog.sids, self.layout.midtrain,
-                 dataclasses.replace(config, mixture=mixture))
+                 dataclasses.replace(config, mixture=mixture), valid_score)
+
+    def stage1_valid_score(self, users: int):
+        """Stage 1's selection score: NDCG@5 of its candidate-likelihood order on valid (seeded sample of users
+        whose target is a candidate), the use the later stages make of what it knows."""
+        from gr2.evaluate import rerank_metrics
+        from gr2.sid_lm import LikelihoodReranker, LikelihoodSettings, SIDLikelihood
+
+        history = self.recipe.midtrain.mixture.sequence_length
+        examples = self.examples("valid", users, self.recipe.seed, with_target=True, max_history=history)
+
+        def score(model, tokenizer) -> dict[str, float]:
+            scorer = SIDLikelihood(model, tokenizer, self.catalog.sids, LikelihoodSettings(max_history=history))
+            metrics = rerank_metrics(examples, LikelihoodReranker(scorer, self.catalog).rerank(examples))
+            return {"score": metrics["NDCG@5"], "NDCG@5": metrics["NDCG@5"], "R@5": metrics["R@5"],
+                    "pre-rank NDCG@5": rerank_metrics(examples, None)["NDCG@5"], "users": len(examples)}
+
+        return score
 
     def teacher(self):
         from data.candidates import load_crossfit_settings
@@ -260,11 +285,19 @@ class Pipeline:
         splits = {s: self.examples(s, section.max_users, self.recipe.seed, with_target=True) for s in section.splits}
         tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None, recall[s])}]
                                          for s, ex in splits.items()}
+        if section.teacher_row and self.recipe.traces.teacher == "heuristic":
+            for split, examples in splits.items():
+                tables[split].append({"system": "heuristic teacher (greedy)",
+                                      **rerank_metrics(examples, self.teacher_answers(examples), recall[split])})
         # Constrained decoding (as served) guarantees a valid permutation; the free-decoding row shows what the
         # model itself writes, which is where the format-valid rate means something.
         variants = [("", section.generation)]
         if section.generation.constrained and section.free_decoding_rows:
             variants.append((" (free decoding)", dataclasses.replace(section.generation, constrained=False)))
+        stage1 = self.layout.stage1_recommender
+        if section.likelihood_row and stage1.exists():  # the stage-1 model's own order: no generation
+            for split, row in self.stage1_likelihood_rows(list(splits), recall).items():
+                tables[split].append(row)
         reranker = None  # one model's engine at a time: load_reranker closes the previous one
         for name, path in models.items():
             for suffix, settings in variants:
@@ -278,6 +311,100 @@ class Pipeline:
             paths = write_report(self.layout.eval, f"rerank-{split}", f"Rerank on {self.dataset.name} ({split})",
                                  rows, METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5", "valid", "identity"))
             console.print(paths["md"].read_text(), markup=False, highlight=False, soft_wrap=True)
+        if section.stage1_full_ranking and stage1.exists():
+            self.run_stage1_eval()
+        return tables
+
+    def stage1_likelihood_rows(self, splits: list[str], recall: dict[str, float]) -> dict[str, dict]:
+        """Per split, the rerank row of the stage-1 model's candidate-likelihood order (``eval.max_users`` users
+        whose target is a candidate, the same as the other rows), with the longer history stage 1 trained on."""
+        from gr2.evaluate import rerank_metrics
+        from gr2.sid_lm import LikelihoodReranker, LikelihoodSettings
+
+        history = self.recipe.midtrain.mixture.sequence_length
+        reranker = LikelihoodReranker.from_dir(self.layout.stage1_recommender, self.catalog,
+                                               LikelihoodSettings(max_history=history))
+        rows = {}
+        for split in splits:
+            examples = self.examples(split, self.recipe.eval.max_users, self.recipe.seed, with_target=True,
+                                     max_history=history)
+            rows[split] = {"system": "stage 1 (SID likelihood)",
+                           **rerank_metrics(examples, reranker.rerank(examples, progress=True), recall[split])}
+        return rows
+
+    def teacher_answers(self, examples: list):
+        """The heuristic teacher's greedy answers (no sampling noise), as parsed rerank answers: its eval row,
+        and on train the policy the SFT traces distil."""
+        from gr2.rerank_format import parse_answer
+
+        teacher = self.teacher()
+        teacher.config = dataclasses.replace(teacher.config, temperature=0.0)
+        rng = np.random.default_rng(self.recipe.seed)
+        return [parse_answer(teacher.reply(ex, self.catalog.messages(ex), False, rng).text,
+                             self.catalog.candidate_sids(ex)) for ex in examples]
+
+    def run_stage1_eval(self) -> dict[str, list[dict]]:
+        """The stage-1 model as a full-ranking recommender (beam search over the catalogue's SIDs) beside the
+        pre-ranker (SASRec) and co-occurrence, on the same users: HR@10 / NDCG@10 with history items excluded."""
+        from evals.metrics import ranks_in_lists, summarize
+        from evals.report import write_report
+        from gr2.base_model import load_base_model
+        from gr2.sid_lm import LikelihoodSettings, SIDLikelihood
+        from rankers.evaluate import eval_ranks
+        from rankers.run import fit_retriever, make_config, read_run_config
+
+        section, ds = self.recipe.eval, self.dataset
+        model, tokenizer = load_base_model(self.layout.stage1_recommender)
+        history = self.recipe.midtrain.mixture.sequence_length
+        scorer = SIDLikelihood(model, tokenizer, self.catalog.sids, LikelihoodSettings(max_history=history))
+        pre = read_run_config(self.layout.ranker)
+        rankers = {"co-occurrence": fit_retriever("cooc", make_config("cooc", {}), ds, ds.train_sequences())}
+        if pre["model"] == "sasrec":
+            from rankers.train import SASRecScorer, load_model
+
+            cfg = make_config("sasrec", pre["model_config"])
+            rankers["SASRec (pre-ranker)"] = SASRecScorer(load_model(self.layout.ranker, cfg.device), cfg.device)
+        tables = {}
+        for split in section.splits:
+            examples = ds.eval_examples(split)
+            if section.full_ranking_users and len(examples) > section.full_ranking_users:
+                rows = np.sort(np.random.default_rng(self.recipe.seed).choice(
+                    len(examples), size=section.full_ranking_users, replace=False))
+                examples = type(examples)(examples.users[rows], [examples.histories[i] for i in rows],
+                                          examples.targets[rows])
+            table = [{"system": name, **summarize(eval_ranks(r, examples), ks=(10,), ndcg_ks=(10,))}
+                     for name, r in rankers.items()]
+            top = scorer.top_items(examples.histories, k=10, progress=True)
+            table.append({"system": "stage 1 (beam search over SIDs)",
+                          **summarize(ranks_in_lists(top, examples.targets), ks=(10,), ndcg_ks=(10,))})
+            for row in table:
+                row["mrr"] = None  # lists stop at 10: an MRR over them is not the full-ranking one
+            tables[split] = table
+            if is_main_process():
+                paths = write_report(self.layout.eval, f"stage1-full-{split}",
+                                     f"Stage 1 as a recommender on {ds.name} ({split}, full ranking)", table,
+                                     ("hr@10", "ndcg@10", "users"), plot_columns=("hr@10", "ndcg@10"))
+                console.print(paths["md"].read_text(), markup=False, highlight=False, soft_wrap=True)
+        return tables
+
+    def run_stage1_rerank_eval(self) -> dict[str, list[dict]]:
+        """Stage 1 as a reranker of the pre-ranker's top K (no generation), against the pre-rank order."""
+        from data.candidates import load_candidate_summary
+        from evals.report import write_report
+        from gr2.evaluate import METRIC_COLUMNS, rerank_metrics
+
+        section = self.recipe.eval
+        recall = load_candidate_summary(self.layout.ranker)["recall"]
+        rows = self.stage1_likelihood_rows(list(section.splits), recall)
+        tables = {}
+        for split, row in rows.items():
+            examples = self.examples(split, section.max_users, self.recipe.seed, with_target=True)
+            tables[split] = [{"system": "pre-rank", **rerank_metrics(examples, None, recall[split])}, row]
+            if is_main_process():
+                paths = write_report(self.layout.eval, f"stage1-rerank-{split}",
+                                     f"Stage 1 candidate likelihood on {self.dataset.name} ({split})", tables[split],
+                                     METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5"))
+                console.print(paths["md"].read_text(), markup=False, highlight=False, soft_wrap=True)
         return tables
 
     # -- the whole run ---------------------------------------------------------------------------

@@ -49,8 +49,14 @@ def test_quickstart_end_to_end(small_run):
         assert (run / artifact).exists(), artifact
     report = json.loads((run / "eval" / "rerank-test.json").read_text())
     models = ["stage 1", "SFT", "RL-conditional"]  # constrained as served, then each decoded freely
-    assert [r["system"] for r in report["rows"]] == ["pre-rank"] + [m + s for m in models
-                                                                    for s in ("", " (free decoding)")]
+    assert [r["system"] for r in report["rows"]] == [
+        "pre-rank", "heuristic teacher (greedy)", "stage 1 (SID likelihood)"] + [
+        m + s for m in models for s in ("", " (free decoding)")]
+    assert report["rows"][1]["valid"] == report["rows"][2]["valid"] == 1.0  # orders, always permutations
+    full = json.loads((run / "eval" / "stage1-full-test.json").read_text())
+    assert [r["system"] for r in full["rows"]] == ["co-occurrence", "SASRec (pre-ranker)",
+                                                   "stage 1 (beam search over SIDs)"]
+    assert all(0 <= r["hr@10"] <= 1 and r["users"] == full["rows"][0]["users"] for r in full["rows"])
     assert report["rows"][0]["valid"] is None and report["rows"][0]["identity"] == 1.0
     assert "| pre-rank |" in output
 
