@@ -23,7 +23,7 @@ from gr2.rerank_format import ParsedAnswer
 
 GAIN_COLUMN = "NDCG@5 vs pre-rank (95% CI)"
 METRIC_COLUMNS = ("R@1", "R@5", "NDCG@5", GAIN_COLUMN, "e2e R@5", "e2e NDCG@5",
-                  "valid", "repaired", "fallback", "identity")
+                  "valid", "repaired", "fallback", "identity", "new top-1", "top-1 = teacher")
 
 
 def reranked_ranks(examples: Sequence[RerankExample], orders: Sequence[Sequence[int]]) -> np.ndarray:
@@ -36,8 +36,13 @@ def reranked_ranks(examples: Sequence[RerankExample], orders: Sequence[Sequence[
 
 
 def rerank_metrics(examples: Sequence[RerankExample], answers: Sequence[ParsedAnswer] | None,
-                   candidate_recall: float | None = None) -> dict[str, Any]:
+                   candidate_recall: float | None = None,
+                   teacher: Sequence[ParsedAnswer] | None = None) -> dict[str, Any]:
     """Metrics of one system; ``answers=None`` is the pre-rank order itself.
+
+    Two diagnostics say *why* a row lands where it does: ``new top-1``, how often the system puts
+    something other than the pre-ranker's first candidate first, and, given the ``teacher``'s answers for
+    the same examples, ``top-1 = teacher``, how often its first pick is the teacher's.
 
     ``candidate_recall``: when ``examples`` hold only rows whose target is a candidate (a sample of them),
     the split's share of such rows; end-to-end metrics are then the conditional ones times that share
@@ -67,4 +72,7 @@ def rerank_metrics(examples: Sequence[RerankExample], answers: Sequence[ParsedAn
         GAIN_COLUMN: None if gain is None else f"{gain[0]:+.1%} [{gain[1]:+.1%}, {gain[2]:+.1%}]",
         "ndcg5_gain": None if gain is None else gain[0], "ndcg5_gain_ci": None if gain is None else list(gain[1:]),
         "users": len(examples), "with_target": int(present.sum()), "k": k, "candidate_recall": candidate_recall,
+        "new top-1": float(np.mean([o[0] != 0 for o in orders])) if len(orders) else None,
+        "top-1 = teacher": None if teacher is None else float(np.mean(
+            [o[0] == t.order[0] for o, t in zip(orders, teacher, strict=True)])),
     }

@@ -285,10 +285,12 @@ class Pipeline:
         splits = {s: self.examples(s, section.max_users, self.recipe.seed, with_target=True) for s in section.splits}
         tables: dict[str, list[dict]] = {s: [{"system": "pre-rank", **rerank_metrics(ex, None, recall[s])}]
                                          for s, ex in splits.items()}
+        teacher: dict[str, list] = {}  # the greedy teacher's answers: a row, and each row's top-1 agreement with it
         if section.teacher_row and self.recipe.traces.teacher == "heuristic":
             for split, examples in splits.items():
+                teacher[split] = self.teacher_answers(examples)
                 tables[split].append({"system": "heuristic teacher (greedy)",
-                                      **rerank_metrics(examples, self.teacher_answers(examples), recall[split])})
+                                      **rerank_metrics(examples, teacher[split], recall[split], teacher[split])})
         # Constrained decoding (as served) guarantees a valid permutation; the free-decoding row shows what the
         # model itself writes, which is where the format-valid rate means something.
         variants = [("", section.generation)]
@@ -296,7 +298,7 @@ class Pipeline:
             variants.append((" (free decoding)", dataclasses.replace(section.generation, constrained=False)))
         stage1 = self.layout.stage1_recommender
         if section.likelihood_row and stage1.exists():  # the stage-1 model's own order: no generation
-            for split, row in self.stage1_likelihood_rows(list(splits), recall).items():
+            for split, row in self.stage1_likelihood_rows(list(splits), recall, teacher).items():
                 tables[split].append(row)
         reranker = None  # one model's engine at a time: load_reranker closes the previous one
         for name, path in models.items():
@@ -304,7 +306,8 @@ class Pipeline:
                 reranker = load_reranker(path, self.catalog, settings, reuse=reranker)
                 for split, examples in splits.items():
                     answers = reranker.rerank(examples, progress=True)
-                    tables[split].append({"system": name + suffix, **rerank_metrics(examples, answers, recall[split])})
+                    tables[split].append({"system": name + suffix,
+                                          **rerank_metrics(examples, answers, recall[split], teacher.get(split))})
         if reranker is not None:
             reranker.close()
         for split, rows in tables.items():
@@ -315,7 +318,8 @@ class Pipeline:
             self.run_stage1_eval()
         return tables
 
-    def stage1_likelihood_rows(self, splits: list[str], recall: dict[str, float]) -> dict[str, dict]:
+    def stage1_likelihood_rows(self, splits: list[str], recall: dict[str, float],
+                               teacher: dict[str, list] | None = None) -> dict[str, dict]:
         """Per split, the rerank row of the stage-1 model's candidate-likelihood order (``eval.max_users`` users
         whose target is a candidate, the same as the other rows), with the longer history stage 1 trained on."""
         from gr2.evaluate import rerank_metrics
@@ -329,7 +333,8 @@ class Pipeline:
             examples = self.examples(split, self.recipe.eval.max_users, self.recipe.seed, with_target=True,
                                      max_history=history)
             rows[split] = {"system": "stage 1 (SID likelihood)",
-                           **rerank_metrics(examples, reranker.rerank(examples, progress=True), recall[split])}
+                           **rerank_metrics(examples, reranker.rerank(examples, progress=True), recall[split],
+                                            (teacher or {}).get(split))}
         return rows
 
     def teacher_answers(self, examples: list):

@@ -48,3 +48,15 @@ def test_reranked_answers():
 def test_identity_answers_gain_nothing():
     m = rerank_metrics(EXAMPLES, [ParsedAnswer(IDENTITY, valid=True) for _ in EXAMPLES])
     assert m["ndcg5_gain"] == 0.0 and m["ndcg5_gain_ci"] == [0.0, 0.0] and m[GAIN_COLUMN] == "+0.0% [+0.0%, +0.0%]"
+
+
+def test_top1_diagnostics_say_how_often_the_top_changes_and_agrees_with_the_teacher():
+    moved = [6, *[i for i in IDENTITY if i != 6]]
+    answers = [ParsedAnswer(IDENTITY, valid=True), ParsedAnswer(moved, valid=True),
+               ParsedAnswer(moved, valid=True), ParsedAnswer(IDENTITY, valid=True)]
+    teacher = [ParsedAnswer(moved, valid=True)] * 2 + [ParsedAnswer(IDENTITY, valid=True)] * 2
+    m = rerank_metrics(EXAMPLES, answers, teacher=teacher)
+    assert m["new top-1"] == 0.5
+    assert m["top-1 = teacher"] == 0.5  # the second (both moved) and the last (both kept)
+    assert rerank_metrics(EXAMPLES, None)["new top-1"] == 0.0
+    assert rerank_metrics(EXAMPLES, answers)["top-1 = teacher"] is None
