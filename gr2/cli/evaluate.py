@@ -42,3 +42,34 @@ def stage1_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: 
     pipeline = make_pipeline(recipe, run, set_)
     pipeline.run_stage1_rerank_eval()
     pipeline.run_stage1_eval()
+
+
+# What a benchmark's results folder keeps of a run: the reports and what is needed to check them.
+EXPORTED = ("eval/*.json", "eval/*.md", "eval/*.png", "recipe.yaml", "timings.json", "manifest.json", "COMMIT",
+            "stage1/selection.json", "stage1/phase-0-mixture/selection.json", "stage1/metrics.json",
+            "traces/traces.summary.json", "sft/metrics.json", "rl-*/metrics.json", "rl-*/curve-*.png",
+            "ranker/metrics.json", "ranker/candidates/summary.json")
+
+
+@app.command("export")
+@friendly_errors
+def export_cmd(run: Path = typer.Option(..., "--run", help="Run directory."),
+               out: Path = typer.Option(..., "--out", help="Folder to copy the results into, e.g. results/games-tiny.")
+               ) -> None:
+    """Copy a run's reports (eval JSON / Markdown / PNG), recipe, stage timings, selection and training metrics
+    into OUT, keeping their paths, so the figures can be checked against the files that produced them."""
+    import shutil
+
+    from gr2.cli.common import console
+
+    run = run.expanduser()
+    if not (run / "recipe.yaml").is_file():
+        raise DataError("not a run directory (no recipe.yaml)", run)
+    copied = 0
+    for pattern in EXPORTED:
+        for path in sorted(run.glob(pattern)):
+            target = out / path.relative_to(run)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            copied += 1
+    console.print(f"{copied} files from {run} -> {out}")
