@@ -69,6 +69,7 @@ class EvalSection:
     max_users: int = 0  # per split, a seeded sample of the users whose target is a candidate (0 = every one)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     free_decoding_rows: bool = True  # with constrained decoding, also a row per model decoded freely
+    free_decoding_users: int = 0  # those rows on a seeded subset of the users (0 = the same users)
     likelihood_row: bool = True  # the stage-1 model's candidate-likelihood order as a row
     teacher_row: bool = True  # the heuristic teacher's greedy order as a row (when the recipe's teacher is heuristic)
     stage1_full_ranking: bool = True  # also rank the whole catalogue with stage 1 beside SASRec and co-occurrence

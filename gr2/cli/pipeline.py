@@ -305,9 +305,15 @@ class Pipeline:
             for suffix, settings in variants:
                 reranker = load_reranker(path, self.catalog, settings, reuse=reranker)
                 for split, examples in splits.items():
+                    if suffix and section.free_decoding_users and len(examples) > section.free_decoding_users:
+                        # the free rows measure what the model writes unaided: a seeded subset says it as well
+                        rng = np.random.default_rng(self.recipe.seed)
+                        keep = np.sort(rng.choice(len(examples), section.free_decoding_users, replace=False))
+                        examples = [examples[i] for i in keep]
                     answers = reranker.rerank(examples, progress=True)
+                    reference = teacher.get(split) if len(examples) == len(splits[split]) else None
                     tables[split].append({"system": name + suffix,
-                                          **rerank_metrics(examples, answers, recall[split], teacher.get(split))})
+                                          **rerank_metrics(examples, answers, recall[split], reference)})
         if reranker is not None:
             reranker.close()
         for split, rows in tables.items():
