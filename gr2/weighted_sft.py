@@ -73,15 +73,27 @@ class WeightedCompletionCollator:
         }
 
 
-def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor) -> torch.Tensor:
-    """sum(w * CE) / sum(w) over next-token predictions (position t predicts token t+1)."""
+def _shifted_weights(labels: torch.Tensor, loss_weights: torch.Tensor) -> torch.Tensor:
+    """Weights of the next-token predictions: position t predicts token t+1, ignored labels weigh 0."""
+    return loss_weights[:, 1:] * (labels[:, 1:] != -100)
+
+
+def weighted_token_loss(
+    logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor, total_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """sum(w * CE) / W over next-token predictions (position t predicts token t+1).
+
+    W is this batch's own weight sum unless ``total_weight`` gives another (the weight of every
+    micro-batch of an accumulated step, so that their gradients add up to the full batch's).
+    """
     logits = logits[:, :-1].float()
     targets = labels[:, 1:]
-    w = loss_weights[:, 1:] * (targets != -100)
+    w = _shifted_weights(labels, loss_weights)
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), targets.clamp(min=0).reshape(-1), reduction="none"
     ).view_as(w)
-    return (ce * w).sum() / w.sum().clamp(min=1e-8)
+    denominator = w.sum() if total_weight is None else torch.as_tensor(total_weight, device=w.device)
+    return (ce * w).sum() / denominator.clamp(min=1e-8)
 
 
 class WeightedSFTTrainer(SFTTrainer):
@@ -90,11 +102,38 @@ class WeightedSFTTrainer(SFTTrainer):
     Expects a pre-tokenized dataset from ``encode_weighted_example`` (TRL then skips its own
     tokenization), ``remove_unused_columns=False`` so ``loss_weights`` reach the batch, and
     ``WeightedCompletionCollator`` as ``data_collator``.
+
+    Gradient accumulation: the Trainer hands every micro-batch of an optimizer step the
+    ``num_items_in_batch`` it counted over all of them. Here that count is replaced by the total
+    loss weight of the step (``get_batch_samples``), each micro-batch divides its weighted sum by
+    it, and ``loss_is_scaled_for_ga`` tells the Trainer not to divide again: accumulation 4 x batch 2
+    gives the gradients of one batch of 8.
     """
+
+    loss_is_scaled_for_ga = True
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """The micro-batches of one optimizer step and their total loss weight (over every rank)."""
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not batch_samples:
+            return batch_samples, None
+        total = sum(_shifted_weights(b["labels"], b["loss_weights"]).sum() for b in batch_samples).to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            total = self.accelerator.gather(total).sum()
+        return batch_samples, total
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss_weights = inputs.pop("loss_weights")
         labels = inputs.pop("labels")
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-        loss = weighted_token_loss(outputs.logits, labels, loss_weights)
+        if not model.training or num_items_in_batch is None:
+            # Evaluation (the Trainer's count there is of labels, not weights) or a batch outside the
+            # training loop: the batch's own weighted mean, shared out over the accumulation steps.
+            loss = weighted_token_loss(outputs.logits, labels, loss_weights)
+            if model.training:
+                loss = loss / getattr(self, "current_gradient_accumulation_steps", 1)
+            return (loss, outputs) if return_outputs else loss
+        loss = weighted_token_loss(outputs.logits, labels, loss_weights, total_weight=num_items_in_batch)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            loss = loss * self.accelerator.num_processes  # the total is every rank's; DDP averages gradients
         return (loss, outputs) if return_outputs else loss

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -74,3 +76,56 @@ def test_trainer_learns_the_ranking(tiny, tmp_path):
     with torch.no_grad():
         after = weighted_token_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"], batch["loss_weights"])
     assert after < before * 0.5
+
+
+def _step_gradients(tiny, rows, tmp_path, batch_size: int, accumulation: int) -> dict[str, torch.Tensor]:
+    """Gradients that reach the optimizer in the first step of a WeightedSFTTrainer run."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig
+
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    grads: dict[str, torch.Tensor] = {}
+
+    class Capture(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if not grads:
+                grads.update({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
+
+    args = SFTConfig(output_dir=str(tmp_path / f"{batch_size}x{accumulation}"), max_steps=1,
+                     per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                     learning_rate=1e-3, max_grad_norm=0.0, remove_unused_columns=False, report_to=[],
+                     save_strategy="no", use_cpu=True, bf16=False, seed=0)
+    trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                                 data_collator=WeightedCompletionCollator(tok.pad_token_id), callbacks=[Capture()])
+    trainer.train()
+    return grads
+
+
+def test_gradient_accumulation_gives_the_full_batch_gradient(tiny, tmp_path):
+    """Accumulation 4 x batch 2 and 1 x batch 8 step with the gradient of one weighted mean over all 8.
+
+    The rows differ in length and in their share of reasoning tokens, so micro-batches have unequal
+    weight sums: normalising each by its own sum (or summing them unscaled) would not match.
+    """
+    model, tok = tiny
+    rows = []
+    for i in range(8):
+        messages, _ = conversation(i % 4)
+        order = [SIDS[i % 4], *[s for s in SIDS if s != SIDS[i % 4]]]
+        answer = format_answer(" ".join(["the user likes movie", str(i)] * (1 + 3 * (i % 3))), order)
+        rows.append(encode_weighted_example(tok, messages, answer, LossWeights(0.1, 1.0)))
+
+    full = _step_gradients(tiny, rows, tmp_path, batch_size=8, accumulation=1)
+    accumulated = _step_gradients(tiny, rows, tmp_path, batch_size=2, accumulation=4)
+
+    reference = copy.deepcopy(model).train()
+    batch = WeightedCompletionCollator(tok.pad_token_id)(rows)
+    logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    weighted_token_loss(logits, batch["labels"], batch["loss_weights"]).backward()
+    expected = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+
+    assert full.keys() == accumulated.keys() == expected.keys()
+    for name, grad in expected.items():
+        torch.testing.assert_close(full[name], grad, msg=lambda m, n=name: f"batch 8, {n}: {m}")
+        torch.testing.assert_close(accumulated[name], grad, msg=lambda m, n=name: f"4 x batch 2, {n}: {m}")
