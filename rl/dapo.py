@@ -64,6 +64,14 @@ class DAPOConfig:
     max_reasoning_tokens: int = 64  # constrained rollouts cut the reasoning here
     train_reasoning: bool = True  # False: the loss skips the reasoning (through </think>); only the ranking learns
 
+    def __post_init__(self) -> None:
+        if self.use_vllm and self.rollout_constraint != "none":
+            # TRL's vLLM server rollouts take no per-prompt logits processor, so the constraint would be dropped
+            # and the run would train on free decoding while its config says otherwise.
+            raise ValueError(f"rl.dapo.use_vllm: true cannot apply rollout_constraint {self.rollout_constraint!r} "
+                             "(TRL's vLLM rollouts decode freely). Set rollout_constraint: none to train on free "
+                             "vLLM rollouts, or use_vllm: false to decode constrained rollouts with transformers.")
+
 
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
     """One PNG per monitored curve with a line per reward variant (e.g. naive vs conditional): GR2's
@@ -151,8 +159,8 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
     if config.rollout_constraint != "none":
         check_completion_budget(tokenizer, dataset["candidate_sids"], config)
     rank_reward = RerankReward(config.reward, config.alpha)
-    rollout_constraint = None  # vLLM rollouts (GPU) decode unconstrained here
-    if config.rollout_constraint != "none" and not config.use_vllm:
+    rollout_constraint = None
+    if config.rollout_constraint != "none":  # never with use_vllm (DAPOConfig refuses the combination)
         rollout_constraint = RolloutConstraint(config.max_reasoning_tokens,
                                                unique=config.rollout_constraint == "permutation")
     trainer = DynamicSamplingGRPOTrainer(

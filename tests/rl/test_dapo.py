@@ -186,3 +186,19 @@ def test_completion_budget_below_a_constrained_answer_is_refused(tiny_sid_model,
     with pytest.raises(ValueError, match="max_completion_length 24 is below the [0-9]+ tokens"):
         check_completion_budget(tokenizer, sids, DAPOConfig(max_completion_length=24, max_reasoning_tokens=4))
     check_completion_budget(tokenizer, sids, DAPOConfig(max_completion_length=200, max_reasoning_tokens=4))
+
+
+@pytest.mark.parametrize("constraint", ["permutation", "candidates"])
+def test_vllm_rollouts_with_a_constraint_are_refused_at_load(constraint):
+    """TRL's vLLM rollouts would decode freely: the combination must fail when the config is built."""
+    with pytest.raises(ValueError, match=f"use_vllm: true cannot apply rollout_constraint '{constraint}'"):
+        DAPOConfig(use_vllm=True, rollout_constraint=constraint)
+    assert DAPOConfig(use_vllm=True, rollout_constraint="none").use_vllm
+
+
+def test_gpu_recipe_asks_for_what_vllm_rollouts_can_do():
+    from gr2.config import from_dict, load_recipe
+    from tests.conftest import REPO
+
+    dapo = load_recipe(REPO / "configs" / "qwen3-gpu.yaml").rl.dapo
+    assert from_dict(DAPOConfig, dapo, "rl.dapo").rollout_constraint == "none"
