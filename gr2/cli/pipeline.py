@@ -228,10 +228,18 @@ class Pipeline:
 
         if self._done(self.layout.traces):
             return
+        # every answered example is appended here at once, so a teacher failing half-way loses nothing and the
+        # rerun asks only about the rest; the finished traces.jsonl is written whole at the end
+        progress = self.layout.traces.with_suffix(".partial.jsonl")
+        if self.force:
+            progress.unlink(missing_ok=True)
         section = self.recipe.traces
         examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
-        records, summary = generate_traces(examples, self.catalog, self.teacher(), section.trace)
+        records, summary = generate_traces(examples, self.catalog, self.teacher(), section.trace, progress)
         write_traces(self.layout.traces, records, summary)
+        progress.unlink()
+        if summary["resumed_examples"]:
+            console.print(f"traces: resumed, {summary['resumed_examples']:,} examples answered by an earlier run")
         console.print(f"traces: {summary['accepted']:,} accepted of {summary['attempted']:,} "
                       f"({summary['acceptance_rate']:.1%}); {summary['skipped_target_not_candidate']:,} skipped "
                       "(target not a candidate)")
@@ -419,7 +427,9 @@ class Pipeline:
         return tables
 
     # -- the whole run ---------------------------------------------------------------------------
-    def run(self, stages: Sequence[str] = STAGES) -> dict[str, float]:
+    def run(self, stages: Sequence[str] = STAGES, rl_rewards: Sequence[str] | None = None) -> dict[str, float]:
+        """Run ``stages`` in order, recording the recipe, timings and manifest; ``rl_rewards`` picks the
+        RL variants (default: the recipe's)."""
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise DataError(f"unknown stage(s) {unknown}; stages: {list(STAGES)}")
@@ -432,7 +442,10 @@ class Pipeline:
         for stage in stages:
             console.rule(f"[bold]{stage}")
             start = time.perf_counter()
-            getattr(self, f"run_{stage}")()
+            if stage == "rl":
+                self.run_rl(rl_rewards)
+            else:
+                getattr(self, f"run_{stage}")()
             self.timings[stage] = round(time.perf_counter() - start, 1)
             if main:
                 write_json_atomic(self.layout.root / "timings.json", self.timings)

@@ -1,4 +1,7 @@
-"""``gr2 train pretrain|midtrain|sft``: one training stage of a recipe (earlier stages must be done)."""
+"""``gr2 train pretrain|midtrain|sft|rl``: one training stage of a recipe (earlier stages must be done).
+
+Each goes through ``Pipeline.run``, so the run directory gets the recipe, timings and manifest.
+"""
 
 from __future__ import annotations
 
@@ -33,4 +36,4 @@ def rl_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list
            force: bool = ForceOption,
            reward: list[str] = typer.Option([], help="conditional | naive (repeatable; default: recipe's).")) -> None:
     """Stage 3: DAPO from the SFT model with GR2's conditional (or the naive) reward; RUN/rl-REWARD/."""
-    make_pipeline(recipe, run, set_, force).run_rl(reward or None)
+    make_pipeline(recipe, run, set_, force).run(["rl"], rl_rewards=reward or None)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from gr2.cli import app
@@ -145,3 +146,19 @@ def test_gr2_serve_answers_rerank_and_recommend_requests(small_run, ml100k, tmp_
     report = json.loads((tmp_path / "load.json").read_text())
     assert report["ok"] > 0 and report["errors"] == 0 and report["invalid"] == 0
     assert report["status"].get("200") == report["ok"]
+
+
+def test_train_rl_records_the_recipe_and_manifest_like_the_other_stages(tmp_path, monkeypatch):
+    from gr2.cli.pipeline import Pipeline
+
+    ran = []
+    monkeypatch.setattr(Pipeline, "run_rl", lambda self, rewards=None: ran.append(rewards))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "rl", "--run", str(run), "--reward", "naive",
+                                      "--set", "rl.max_examples=7"])
+    assert result.exit_code == 0, result.output
+    assert ran == [["naive"]]
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["rl"]["max_examples"] == 7
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["kind"] == "gr2-run" and manifest["config"]["rl"]["max_examples"] == 7
+    assert "rl" in manifest["metrics"]["seconds"] and "rl" in json.loads((run / "timings.json").read_text())

@@ -83,3 +83,65 @@ def test_write_and_load(tmp_path, teacher, ml100k_catalog, ml100k_examples):
     assert err.value.line == len(records) + 1
     with pytest.raises(ValueError, match="unknown trace mode"):
         generate_traces([], ml100k_catalog, teacher, TraceConfig(mode="greedy"))  # type: ignore[arg-type]
+
+
+class FailingTeacher:
+    """The heuristic teacher, until its endpoint 'goes down' after ``calls`` replies."""
+
+    def __init__(self, inner, calls: int):
+        self.inner, self.left, self.name, self.calls = inner, calls, inner.name, 0
+
+    def reply(self, *args, **kwargs):
+        if self.left == 0:
+            raise ConnectionError("teacher endpoint went away")
+        self.left -= 1
+        self.calls += 1
+        return self.inner.reply(*args, **kwargs)
+
+
+def test_a_teacher_failing_half_way_loses_nothing_and_the_rerun_resumes(teacher, ml100k_catalog, ml100k_examples,
+                                                                        tmp_path):
+    config = TraceConfig(mode="rejection", max_samples=4, seed=3)
+    whole, whole_summary = generate_traces(ml100k_examples, ml100k_catalog, teacher, config)
+    progress = tmp_path / "traces.partial.jsonl"
+    with pytest.raises(ConnectionError):
+        generate_traces(ml100k_examples, ml100k_catalog, FailingTeacher(teacher, 40), config, progress)
+    finished = progress.read_text().splitlines()[1:]  # after the header: one line per finished example
+    assert 5 < len(finished) < len(ml100k_examples)
+    with open(progress, "a") as fh:
+        fh.write('{"key": ["test", 1')  # a line cut short by a kill: dropped, not an error
+
+    counting = FailingTeacher(teacher, -1)
+    records, summary = generate_traces(ml100k_examples, ml100k_catalog, counting, config, progress)
+    assert records == whole  # as if the run had never stopped
+    assert {k: v for k, v in summary.items() if k != "resumed_examples"} == {
+        k: v for k, v in whole_summary.items() if k != "resumed_examples"}
+    assert summary["resumed_examples"] == len(finished)
+    assert counting.calls < whole_summary["teacher_calls"]  # the finished examples were not asked again
+    lines = progress.read_text().splitlines()
+    assert len(lines) == 1 + len(ml100k_examples) and all(json.loads(line) for line in lines)
+
+    with pytest.raises(DataError, match="progress file of another trace run"):
+        generate_traces(ml100k_examples, ml100k_catalog, teacher, TraceConfig(mode="targeted"), progress)
+
+
+def test_traces_stage_resumes_and_leaves_only_the_finished_file(teacher, ml100k_catalog, ml100k_examples, tmp_path):
+    """`gr2 traces generate` (Pipeline.run(["traces"])): a failed run leaves its progress, the rerun completes it."""
+    from gr2.cli.pipeline import Pipeline
+    from gr2.config import Recipe
+
+    pipeline = Pipeline(Recipe(), tmp_path / "run")
+    pipeline.__dict__["catalog"] = ml100k_catalog
+    pipeline.examples = lambda *args, **kwargs: ml100k_examples
+    pipeline.teacher = lambda: FailingTeacher(teacher, 30)
+    with pytest.raises(ConnectionError):
+        pipeline.run(["traces"])
+    traces = pipeline.layout.traces
+    assert not traces.exists() and traces.with_suffix(".partial.jsonl").is_file()
+
+    pipeline.teacher = lambda: teacher
+    pipeline.run(["traces"])
+    summary = json.loads(traces.with_suffix(".summary.json").read_text())
+    assert summary["resumed_examples"] > 0 and summary["examples"] == len(ml100k_examples)
+    assert len(load_traces(traces)) == summary["accepted"]
+    assert not traces.with_suffix(".partial.jsonl").exists()
