@@ -70,6 +70,10 @@ class RerankAnswerConstraint(LogitsProcessor):
         sets.extend(walk.send(token) for token in tokens)
         return sets
 
+    def cursor(self, row: int) -> ConstraintCursor:
+        """An incremental walk for one row: each step feeds only the tokens generated since the last one."""
+        return ConstraintCursor(self, row)
+
     def _walk(self, row: int) -> Generator[list[int] | None, int, None]:
         """The state machine: yields the allowed set (None = free reasoning), is sent the token taken. It never
         ends: after the answer's tail only end of turn is allowed."""
@@ -117,3 +121,30 @@ class RerankAnswerConstraint(LogitsProcessor):
             else:
                 masked[row, allowed] = scores[row, allowed]
         return masked
+
+
+class ConstraintCursor:
+    """One row's state machine kept between decoding steps, so a step costs its new tokens, not a replay of
+    the whole output (``allowed`` re-walks every generated token at every step: quadratic in the answer).
+
+    ``advance(generated)`` takes the row's whole output so far, as decoders hand it over, and sends the
+    state machine only the part it has not seen; an output shorter than what was consumed (a restarted
+    request) replays from the start."""
+
+    def __init__(self, constraint: RerankAnswerConstraint, row: int):
+        self.constraint, self.row = constraint, row
+        self._restart()
+
+    def _restart(self) -> None:
+        self._walk = self.constraint._walk(self.row)
+        self._allowed = next(self._walk)
+        self.consumed = 0
+
+    def advance(self, generated: Sequence[int]) -> list[int] | None:
+        """The allowed set after ``generated`` (None = free reasoning), as ``constraint.allowed(row, generated)``."""
+        if len(generated) < self.consumed:
+            self._restart()
+        for token in generated[self.consumed:]:
+            self._allowed = self._walk.send(int(token))
+        self.consumed = len(generated)
+        return self._allowed

@@ -7,7 +7,9 @@ answer is always an exact permutation of the request's candidates (no repair), a
 decodes exactly what ``gr2 eval rerank`` measured.
 
 vLLM builds the processor once per engine (in its engine process) and asks it for a per-request
-function; a request opts in through ``SamplingParams.extra_args`` (``rerank_request_args``).
+function; a request opts in through ``SamplingParams.extra_args`` (``rerank_request_args``). That
+function keeps the request's state machine between steps (``ConstraintCursor``): vLLM hands it the
+whole output so far at every token, and replaying it would make a long answer quadratic.
 """
 
 from __future__ import annotations
@@ -54,11 +56,16 @@ class RerankPermutationProcessor(AdapterLogitsProcessor):
             return None
         constraint = RerankAnswerConstraint(self.tokenizer, [args[CANDIDATES_KEY]], prompt_length=0,
                                             max_reasoning_tokens=int(args.get(REASONING_KEY, 160)))
+        cursor = constraint.cursor(0)  # per request: each step costs the new token, not a replay of the output
+        banned: torch.Tensor | None = None
 
         def apply(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
-            allowed = constraint.allowed(0, list(output_ids))
+            nonlocal banned
+            allowed = cursor.advance(output_ids)
             if allowed is None:  # free reasoning: no SID, no end of turn
-                logits[constraint.banned_in_reasoning] = float("-inf")
+                if banned is None:
+                    banned = torch.tensor(constraint.banned_in_reasoning, dtype=torch.long, device=logits.device)
+                logits[banned] = float("-inf")
                 return logits
             masked = torch.full_like(logits, float("-inf"))
             masked[allowed] = logits[allowed]
