@@ -5,7 +5,12 @@ takes every waiting request (up to ``max_batch``) and runs them as one left-padd
 concurrent clients are batched the way a careful hand-written server would batch them (static
 batching: a batch runs to its longest answer and newcomers wait for the next one). Answers are
 decoded under ``gr2.answer_constraint`` (exact permutations, as the vLLM engine's logits processor
-does), except in the benchmark's ``exact_tokens`` mode, where both engines generate unconstrained.
+does, each row's state kept between steps), except in the benchmark's ``exact_tokens`` mode, where
+both engines generate unconstrained.
+
+A request is one request's problem: a prompt that does not fit is refused before it is queued
+(``PromptTooLong``), and a batch whose ``generate`` fails is retried one request at a time, so one
+bad request falls back alone instead of taking its batch-mates with it.
 """
 
 from __future__ import annotations
@@ -15,18 +20,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gr2.engines.vllm_engine import BaseRerankEngine, EngineSettings, RerankOutcome
-from gr2.rerank_format import PromptItem, parse_answer
+from gr2.engines.vllm_engine import BaseRerankEngine, EngineSettings, PreparedPrompt, PromptTooLong, RerankOutcome
+from gr2.rerank_format import parse_answer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Job:
-    prompt: str
+    prepared: PreparedPrompt
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
 
@@ -47,7 +51,7 @@ class TransformersRerankEngine(BaseRerankEngine):
 
         if self.settings.lora_adapters:
             raise ValueError("LoRA adapters are served through vLLM only (--engine vllm)")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.settings.model_dir)
+        self._set_tokenizer(AutoTokenizer.from_pretrained(self.settings.model_dir))
         self.model = AutoModelForCausalLM.from_pretrained(self.settings.model_dir, dtype="float32").eval()
         self.engine = self.model
         self._worker = threading.Thread(target=self._loop, name="hf-generate", daemon=True)
@@ -65,22 +69,22 @@ class TransformersRerankEngine(BaseRerankEngine):
         if self._worker is None or not self._worker.is_alive():
             raise RuntimeError("generation worker not running")
 
-    async def rerank(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
-                     emphasized_history: Sequence[int] = (), timeout_s: float | None = None,
-                     adapter: str | None = None) -> RerankOutcome:
+    async def generate(self, prepared: PreparedPrompt, timeout_s: float | None = None,
+                       adapter: str | None = None) -> RerankOutcome:
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
-        job = _Job(self.prompt(history, candidates, emphasized_history), loop.create_future(), loop)
+        job = _Job(prepared, loop.create_future(), loop)
         self._queue.put(job)
+        k = len(prepared.candidate_sids)
         try:
             text, prompt_tokens, completion_tokens = await asyncio.wait_for(
                 asyncio.shield(job.future), timeout=timeout_s or self.settings.timeout_s)
         except TimeoutError:  # the batch keeps running; its answer is dropped
-            return self._fallback(len(candidates), "timeout", start)
+            return self._fallback(k, "timeout", start)
         except Exception:  # noqa: BLE001 - a failed generate must become a fallback answer, not a 5xx
             log.exception("generate failed")
-            return self._fallback(len(candidates), "engine error", start)
-        answer = parse_answer(text, [c.sid for c in candidates])
+            return self._fallback(k, "engine error", start)
+        answer = parse_answer(text, prepared.candidate_sids)
         return RerankOutcome(answer, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                              latency_s=time.perf_counter() - start,
                              fallback_reason="unparseable" if answer.fallback else None)
@@ -105,44 +109,78 @@ class TransformersRerankEngine(BaseRerankEngine):
                     self._queue.put(None)
                     break
                 jobs.append(job)
-            try:
-                results = self._generate([j.prompt for j in jobs])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for j in jobs:
-                    j.loop.call_soon_threadsafe(_set, j.future, None, exc)
-                continue
-            self.batch_sizes.append(len(jobs))
-            for j, result in zip(jobs, results, strict=True):
-                j.loop.call_soon_threadsafe(_set, j.future, result, None)
+            self._run(jobs)
 
-    def _generate(self, prompts: list[str]) -> list[tuple[str, int, int]]:
+    def _run(self, jobs: list[_Job]) -> None:
+        """One ``generate`` for the batch; if it fails, each request alone, so only the culprit fails."""
+        try:
+            results = self._generate([j.prepared for j in jobs])
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request(s)
+            if len(jobs) > 1:
+                log.warning("a batch of %d failed (%s); retrying its requests one by one", len(jobs), exc)
+                for job in jobs:
+                    self._run([job])
+                return
+            jobs[0].loop.call_soon_threadsafe(_set, jobs[0].future, None, exc)
+            return
+        self.batch_sizes.append(len(jobs))
+        for j, result in zip(jobs, results, strict=True):
+            j.loop.call_soon_threadsafe(_set, j.future, result, None)
+
+    def _generate(self, prepared: list[PreparedPrompt]) -> list[tuple[str, int, int]]:
         import torch
         from transformers import LogitsProcessorList
 
-        from gr2.answer_constraint import RerankAnswerConstraint, prompt_candidate_sids
+        from gr2.answer_constraint import RerankAnswerConstraint
 
         tok, s = self.tokenizer, self.settings
-        batch = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-        if batch["input_ids"].shape[1] + s.max_new_tokens > s.max_model_len:
-            raise ValueError(f"prompt of {batch['input_ids'].shape[1]} tokens leaves no room to answer")
+        for p in prepared:  # prepare() refuses these; a request that got here anyway fails alone (see _run)
+            if p.prompt_tokens + p.max_tokens > s.max_model_len:
+                raise PromptTooLong(p.prompt_tokens, s.max_model_len, p.max_tokens)
+        width = max(p.prompt_tokens for p in prepared)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        input_ids = torch.tensor([[pad] * (width - p.prompt_tokens) + p.prompt_ids for p in prepared])
+        attention_mask = torch.tensor([[0] * (width - p.prompt_tokens) + [1] * p.prompt_tokens for p in prepared])
         if s.exact_tokens:
             extra = {"min_new_tokens": s.max_new_tokens, "max_new_tokens": s.max_new_tokens}
         else:  # as many tokens as the batch's longest valid answer needs
-            constraint = RerankAnswerConstraint(tok, [prompt_candidate_sids(p) for p in prompts],
-                                                batch["input_ids"].shape[1], s.max_reasoning_tokens)
-            extra = {"logits_processor": LogitsProcessorList([constraint]),
-                     "max_new_tokens": max(constraint.token_budget(i) for i in range(len(prompts)))}
+            sids = [p.candidate_sids for p in prepared]
+            constraint = RerankAnswerConstraint(tok, sids, width, s.max_reasoning_tokens)
+            extra = {"logits_processor": LogitsProcessorList([IncrementalConstraint(constraint, len(prepared))]),
+                     "max_new_tokens": max(p.max_tokens for p in prepared)}
         with torch.inference_mode():
-            out = self.model.generate(**batch, do_sample=False, eos_token_id=tok.eos_token_id,
-                                      pad_token_id=tok.pad_token_id, **extra)
-        new = out[:, batch["input_ids"].shape[1]:]
-        lengths = batch["attention_mask"].sum(1).tolist()
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                                      eos_token_id=tok.eos_token_id, pad_token_id=pad, **extra)
+        new = out[:, width:]
         results = []
-        for row, n_prompt in zip(new, lengths, strict=True):
+        for row, p in zip(new, prepared, strict=True):
             ends = (row == tok.eos_token_id).nonzero() if not s.exact_tokens else []
             n_new = int(ends[0]) + 1 if len(ends) else len(row)
-            results.append((tok.decode(row[:n_new], skip_special_tokens=True), int(n_prompt), n_new))
+            results.append((tok.decode(row[:n_new], skip_special_tokens=True), p.prompt_tokens, n_new))
         return results
+
+
+class IncrementalConstraint:
+    """``RerankAnswerConstraint`` as a logits processor that keeps each row's state between steps: greedy
+    batch decoding keeps rows in place, so each step feeds a row its one new token instead of a replay."""
+
+    def __init__(self, constraint, rows: int):  # noqa: ANN001 - a RerankAnswerConstraint
+        self.constraint = constraint
+        self.cursors = [constraint.cursor(row) for row in range(rows)]
+
+    def __call__(self, input_ids, scores):  # noqa: ANN001, ANN204 - torch tensors
+        import torch
+
+        masked = torch.full_like(scores, float("-inf"))
+        start = self.constraint.prompt_length
+        for row, cursor in enumerate(self.cursors):
+            allowed = cursor.advance(input_ids[row, start:].tolist())
+            if allowed is None:
+                masked[row] = scores[row]
+                masked[row, self.constraint.banned_in_reasoning] = float("-inf")
+            else:
+                masked[row, allowed] = scores[row, allowed]
+        return masked
 
 
 def _set(future: asyncio.Future, result: object, exc: BaseException | None) -> None:

