@@ -56,6 +56,15 @@ class RerankResponse(BaseModel):
     fallback: bool
     fallback_reason: str | None = None
     usage: Usage
+    history_used: int = Field(..., description="History items the model saw: the most recent ones, at most the "
+                                               "max_history it was trained with.")
+    history_truncated: bool = Field(False, description="The request's history was longer than the model's "
+                                                       "max_history; its oldest items were left out.")
+    trained_k: int | None = Field(None, description="The number of candidates the model was trained to rank.")
+    k_differs: bool = Field(False, description="The request's candidate count differs from trained_k: allowed, "
+                                               "but outside what the model learned.")
+    warnings: list[str] = Field(default_factory=list,
+                                description="What the server changed or would have you know (truncation, K).")
 
 
 class RecommendRequest(BaseModel):
@@ -93,6 +102,7 @@ class RecommendResponse(BaseModel):
     fallback: bool
     fallback_reason: str | None = None
     usage: Usage
+    warnings: list[str] = Field(default_factory=list, description="E.g. a k other than the trained K.")
 
 
 class ErrorBody(BaseModel):

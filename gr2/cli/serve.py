@@ -58,6 +58,10 @@ class ServeOptions:
     k: int | None = None
     retriever: str = "cooc"
     retrieve_n: int = 200
+    max_in_flight: int = 64
+    max_queue: int = 256
+    max_queue_wait_s: float = 10.0
+    max_body_bytes: int = 256 * 1024
 
 
 def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (imported lazily)
@@ -67,7 +71,7 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
     from data.prepare import load_prepared
     from gr2.engines.vllm_engine import EngineSettings, RerankEngine
     from gr2.rerank_data import ItemCatalog
-    from serving.app import ServeLimits, create_app
+    from serving.app import ServeLimits, TrainedShape, create_app
     from serving.cascade import Cascade, CascadeSettings
     from tokenizer.fit import load_semantic_ids
 
@@ -92,14 +96,18 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
         engine = TransformersRerankEngine(settings)
     else:
         engine = RerankEngine(settings)
+    trained = TrainedShape(max_history=int(recipe.get("max_history", 10)),
+                           k=int((recipe.get("ranker") or {}).get("k", 10)))
     cascade = None
     if (run / "ranker" / "config.json").is_file():
-        k = opts.k or int((recipe.get("ranker") or {}).get("k", 10))
         cascade = Cascade.from_run(run / "ranker", dataset, CascadeSettings(
-            retriever=opts.retriever, retrieve_n=opts.retrieve_n, k=k, max_history=int(recipe.get("max_history", 10))))
+            retriever=opts.retriever, retrieve_n=opts.retrieve_n, k=opts.k or trained.k,
+            max_history=trained.max_history))
     name = f"gr2-{dataset.name}-{model_dir.parent.name}"
-    app = create_app(engine, catalog, name, ServeLimits(max_candidates=opts.max_candidates,
-                                                        max_history=opts.max_history), cascade=cascade)
+    limits = ServeLimits(max_candidates=opts.max_candidates, max_history=opts.max_history,
+                         max_body_bytes=opts.max_body_bytes, max_in_flight=opts.max_in_flight,
+                         max_queue=opts.max_queue, max_queue_wait_s=opts.max_queue_wait_s)
+    app = create_app(engine, catalog, name, limits, cascade=cascade, trained=trained)
     return app, name, model_dir
 
 
@@ -114,7 +122,12 @@ def serve(
                                             "it with \"model\": name."),
     timeout_s: float = typer.Option(30.0, help="Per-request deadline; then the pre-rank order is returned."),
     max_candidates: int = typer.Option(50),
-    max_history: int = typer.Option(50),
+    max_history: int = typer.Option(50, help="History items a request may send; the model sees the recipe's "
+                                             "max_history most recent of them."),
+    max_body_bytes: int = typer.Option(256 * 1024, help="Largest request body, counted as received (413)."),
+    max_in_flight: int = typer.Option(64, help="Requests building prompts and generating at once."),
+    max_queue: int = typer.Option(256, help="Requests waiting for a place; beyond it: 429 with Retry-After."),
+    max_queue_wait_s: float = typer.Option(10.0, help="A queued request's longest wait, then 429."),
     max_new_tokens: int = typer.Option(320, help="Longest answer generated."),
     exact_tokens: bool = typer.Option(False, help="Benchmarks: unconstrained, every answer exactly max-new-tokens."),
     constraint: str = typer.Option("permutation", help="vllm: permutation (exact permutations, as evaluated) or "
@@ -136,7 +149,8 @@ def serve(
                         constraint=constraint, gpu_memory_utilization=gpu_memory_utilization, cpu_reserved=cpu_reserved,
                         tensor_parallel_size=tensor_parallel_size,
                         data_parallel_size=data_parallel_size, lora=parse_lora(lora), k=k, retriever=retriever,
-                        retrieve_n=retrieve_n)
+                        retrieve_n=retrieve_n, max_in_flight=max_in_flight, max_queue=max_queue,
+                        max_queue_wait_s=max_queue_wait_s, max_body_bytes=max_body_bytes)
     app, name, model_dir = build_app(run, opts)
     console.print(f"serving {model_dir} as {name} ({engine}) on http://{host}:{port} (docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="info")

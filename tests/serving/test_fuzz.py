@@ -52,7 +52,9 @@ def test_fuzzed_bodies_never_get_5xx(api, client, path, mode):
     def run(case):
         response = send(client, case)
         assert response.status_code < 500, response.text
-        case.validate_response(response, checks=CHECKS + extra)
+        # a body over the size cap is refused whole with 413, a rejection schemathesis does not count as one
+        refused = response.status_code == 413 and "request body over" in response.text
+        case.validate_response(response, checks=CHECKS + ([] if refused else extra))
 
     run()
 

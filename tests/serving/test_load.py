@@ -7,29 +7,16 @@ on 127.0.0.1; the clients are ``serving.load.run_load``, the code behind ``gr2 b
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 
 @pytest.fixture(scope="module")
 def loopback_url(served):
-    import uvicorn
+    from tests.serving.conftest import loopback
 
-    from serving.load import free_port
-
-    client, _ = served
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning"))
-    done = client.portal.start_task_soon(server.serve)
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and not done.done(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    done.result(timeout=30)
+    with loopback(served[0], served[0].app) as url:
+        yield url
 
 
 @pytest.mark.slow
