@@ -9,7 +9,8 @@ concurrency a closed loop of that many clients runs for ``seconds``; throughput,
 and the vLLM / transformers ratio are printed and written as JSON + Markdown.
 
 bench load: the must-show soak: N clients for S seconds against ``gr2 serve --run DIR``, counting
-errors and checking that every answer is a valid permutation (``serving.load``).
+errors and checking that every answer is a valid permutation (``serving.load``); with the server's
+concurrency bound set low, it also shows refusals (429 + Retry-After) answered in milliseconds.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def bench_serve(run: Path | None = None, model: Path | None = None, out_dir: Pat
     return {"rows": rows, "ratios": ratios, "note": note, "paths": paths}
 
 
-def bench_load(run: Path, clients: int = 32, seconds: float = 60.0, url: str | None = None,
+def bench_load(run: Path, clients: int = 64, seconds: float = 60.0, url: str | None = None,
                out: Path | None = None, serve_args: Sequence[str] = (), recommend_share: float = 0.25,
                progress: Callable[[str], None] = print) -> dict:
     """``clients`` closed-loop clients for ``seconds`` against ``gr2 serve --run RUN`` (or ``url``)."""

@@ -1,10 +1,11 @@
 """Closed-loop HTTP load on a running server, every answer checked.
 
 ``clients`` workers each send their next request as soon as the previous one is answered, until
-``seconds`` have passed (requests in flight then are awaited and counted). Every 200 answer is
+``seconds`` have passed (requests in flight then are awaited and counted); a refused request (429 or
+503 with ``Retry-After``) is counted apart and its client waits as told. Every 200 answer is
 checked: a rerank answer must be a permutation of exactly its request's candidates (or its top_n
 prefix), a recommend answer distinct candidate ids the user has not seen. Used by the test suite
-(a few seconds, 8 clients), by ``gr2 bench load`` (the 32-client, 60-second must-show) and by
+(a few seconds, 8 clients), by ``gr2 bench load`` (the 64-client, 60-second must-show) and by
 ``gr2 bench serve`` (throughput and latency per concurrency).
 """
 
@@ -75,16 +76,28 @@ def percentile_ms(latencies: Sequence[float], q: float) -> float | None:
     return round(float(np.percentile(latencies, q)) * 1e3, 1) if len(latencies) else None
 
 
+REFUSALS = ("429", "503")  # load refusals: counted apart from errors, with their own latency
+
+
 async def run_load(base_url: str, requests: Sequence[LoadRequest], clients: int, seconds: float,
-                   timeout_s: float = 120.0, max_requests: int | None = None) -> dict:
-    """Drive the server; returns counts, throughput and latency percentiles (see module docstring)."""
+                   timeout_s: float = 120.0, max_requests: int | None = None,
+                   honor_retry_after: bool = True) -> dict:
+    """Drive the server; returns counts, throughput and latency percentiles (see module docstring).
+
+    A 429 or 503 is a refusal, not an error: counted (``refused``) with its own latency percentiles, and
+    the client waits its ``Retry-After`` (within the run's time) before the next request, as a well-behaved
+    client does. ``errors`` counts everything else that is not a 200; ``server_errors`` every 5xx, 503s
+    included."""
     import httpx
 
     if not requests:
         raise ValueError("no requests to send")
-    stats = {"sent": 0, "ok": 0, "errors": 0, "invalid": 0, "fallback": 0, "repaired": 0}
+    stats = {"sent": 0, "ok": 0, "errors": 0, "invalid": 0, "fallback": 0, "repaired": 0, "refused": 0,
+             "server_errors": 0}
     status: Counter[str] = Counter()
     latencies: list[float] = []
+    refusal_latencies: list[float] = []
+    retry_after: list[float] = []
     completion_tokens: list[int] = []
     prompt_tokens: list[int] = []
     problems: list[str] = []
@@ -112,6 +125,20 @@ async def run_load(base_url: str, requests: Sequence[LoadRequest], clients: int,
                 continue
             last_done = time.perf_counter()
             status[str(r.status_code)] += 1
+            stats["server_errors"] += r.status_code >= 500
+            if str(r.status_code) in REFUSALS:
+                stats["refused"] += 1
+                refusal_latencies.append(last_done - t0)
+                wait = _retry_after(r.headers.get("retry-after"))
+                if wait is None:
+                    stats["errors"] += 1  # a refusal must say when to come back
+                    if len(problems) < 10:
+                        problems.append(f"{req.path}: HTTP {r.status_code} without Retry-After")
+                    continue
+                retry_after.append(wait)
+                if honor_retry_after:
+                    await asyncio.sleep(max(0.0, min(wait, deadline - time.perf_counter())))
+                continue
             if r.status_code != 200:
                 stats["errors"] += 1
                 if len(problems) < 10:
@@ -139,10 +166,21 @@ async def run_load(base_url: str, requests: Sequence[LoadRequest], clients: int,
         **stats, "clients": clients, "seconds": round(elapsed, 2), "status": dict(status),
         "requests_per_second": round(stats["ok"] / elapsed, 3),
         "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99),
+        "refused_p50_ms": percentile_ms(refusal_latencies, 50), "refused_p99_ms": percentile_ms(refusal_latencies, 99),
+        "refused_max_ms": round(max(refusal_latencies) * 1e3, 1) if refusal_latencies else None,
+        "mean_retry_after_s": round(float(np.mean(retry_after)), 2) if retry_after else None,
         "mean_completion_tokens": round(float(np.mean(completion_tokens)), 1) if completion_tokens else None,
         "mean_prompt_tokens": round(float(np.mean(prompt_tokens)), 1) if prompt_tokens else None,
         "problems": problems,
     }
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta-seconds form the server sends), None when absent or unreadable."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 # -- requests from a dataset ---------------------------------------------------------------------

@@ -125,28 +125,44 @@ def serve_bench_cmd(
 @app.command("load")
 def load_bench_cmd(
     run: Path = typer.Option(..., help="The run to serve (gr2 serve --run DIR)."),
-    clients: int = typer.Option(32, help="Concurrent closed-loop clients."),
+    clients: int = typer.Option(64, help="Concurrent closed-loop clients."),
     seconds: float = typer.Option(60.0, help="How long to send requests."),
     url: str | None = typer.Option(None, help="Load an already running server instead of starting one."),
     out: Path | None = typer.Option(None, help="JSON report (default RUN/bench/load.json)."),
+    model: Path | None = typer.Option(None, help="Model to serve (gr2 serve --model; default: the run's best)."),
     timeout_s: float = typer.Option(30.0, help="The server's per-request deadline (--timeout-s of gr2 serve)."),
+    max_in_flight: int | None = typer.Option(None, help="gr2 serve --max-in-flight (default: gr2 serve's)."),
+    max_queue: int | None = typer.Option(None, help="gr2 serve --max-queue (default: gr2 serve's)."),
+    max_queue_wait_s: float | None = typer.Option(None, help="gr2 serve --max-queue-wait-s (default: gr2 serve's)."),
 ) -> None:
-    """Soak test: CLIENTS concurrent clients for SECONDS; errors counted, every answer checked as a permutation."""
+    """Soak test: CLIENTS concurrent clients for SECONDS; errors counted, every answer checked as a permutation,
+    load refusals (429/503 with Retry-After) counted with their latency."""
     from gr2.cli.common import console, friendly_errors, print_table
     from serving.bench import bench_load
 
-    report = friendly_errors(bench_load)(run, clients, seconds, url, out, ["--timeout-s", str(timeout_s)],
+    serve_args = ["--timeout-s", str(timeout_s)]
+    for flag, value in (("--model", model), ("--max-in-flight", max_in_flight), ("--max-queue", max_queue),
+                        ("--max-queue-wait-s", max_queue_wait_s)):
+        if value is not None:
+            serve_args += [flag, str(value)]
+    report = friendly_errors(bench_load)(run, clients, seconds, url, out, serve_args,
                                          progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    refusals = {code: report["status"].get(code, 0) for code in ("429", "503")}
     print_table(f"load: {clients} clients, {report['seconds']} s", [
-        ("requests answered", report["ok"]), ("errors (non-200, failed connections)", report["errors"]),
+        ("requests answered (200)", report["ok"]), ("errors (other non-200, failed connections)", report["errors"]),
+        ("5xx responses", report["server_errors"]),
         ("invalid answers (not a permutation)", report["invalid"]), ("fallback answers (pre-rank order)",
                                                                      report["fallback"]),
         ("repaired answers", report["repaired"]), ("requests/s", report["requests_per_second"]),
-        ("p50 ms", report["p50_ms"]), ("p99 ms", report["p99_ms"]),
+        ("p50 / p99 ms (answered)", f"{report['p50_ms']} / {report['p99_ms']}"),
+        ("refused: 429 / 503", f"{refusals['429']} / {refusals['503']}"),
+        ("refused p50 / p99 / max ms", f"{report['refused_p50_ms']} / {report['refused_p99_ms']} / "
+                                       f"{report['refused_max_ms']}"),
+        ("mean Retry-After s", report["mean_retry_after_s"]),
         ("load average before / after", f"{report['load_average_before']} / {report['load_average_after']}"),
     ])
     for problem in report["problems"]:
         console.print(f"[red]{problem}[/]", markup=True, highlight=False, soft_wrap=True)
     console.print(f"-> {report['path']}")
-    if report["errors"] or report["invalid"]:
+    if report["errors"] or report["invalid"] or report["server_errors"]:
         raise typer.Exit(1)
