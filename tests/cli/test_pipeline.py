@@ -72,13 +72,28 @@ def test_quickstart_ends_serving_a_sample_rerank(small_run):
     assert sorted(int(r) for r in ranks if r.isdigit()) == list(range(1, 11))  # the pre-rank positions, permuted
 
 
+STAGE_DIRS = {"tokenizer": "sid", "ranker": "ranker", "pretrain": "stage0", "midtrain": "stage1", "traces": "traces",
+              "sft": "sft", "rl": "rl-conditional"}
+
+
+def stage_files(run: Path) -> dict[str, dict[str, int]]:
+    """Each stage's own record: every file it wrote, with its modification time (ns)."""
+    return {stage: {str(p.relative_to(run)): p.stat().st_mtime_ns for p in (run / folder).rglob("*") if p.is_file()}
+            for stage, folder in STAGE_DIRS.items()}
+
+
 @pytest.mark.slow
 def test_rerun_skips_finished_stages(small_run):
+    """A finished stage is not redone: none of its files is written again (artifacts are replaced atomically,
+    so a stage that ran would leave new modification times)."""
     run, _ = small_run
+    before = stage_files(run)
+    assert all(before.values()), [s for s, files in before.items() if not files]
     again = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS, "--no-serve"])
     assert again.exit_code == 0, again.output
-    timings = json.loads((run / "timings.json").read_text())
-    assert all(timings[s] < 2.0 for s in ("tokenizer", "pretrain", "midtrain", "traces", "sft", "rl"))
+    after = stage_files(run)
+    assert {s: f for s, f in after.items() if f != before[s]} == {}
+    assert set(json.loads((run / "timings.json").read_text())) >= set(STAGE_DIRS)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from gr2.evaluate import rerank_metrics
@@ -54,10 +55,14 @@ def test_sft_then_rerank(traces, ml100k_catalog, ml100k_examples, tiny_sid_model
     losses = [e["loss"] for e in log if "loss" in e]
     assert losses[-1] < losses[0]
 
+    examples = ml100k_examples[:8]
     reranker = Reranker.from_dir(tmp_path / "model", ml100k_catalog, GenerationSettings(max_new_tokens=64))
-    answers = reranker.rerank(ml100k_examples[:8])
-    for ex, a in zip(ml100k_examples[:8], answers, strict=True):
+    answers = reranker.rerank(examples)
+    for ex, a in zip(examples, answers, strict=True):
         assert sorted(a.order) == list(range(len(ex.candidates)))
-        assert a.valid + a.repaired + a.fallback >= 1
-    m = rerank_metrics(ml100k_examples[:8], answers)
-    assert 0 <= m["R@5"] <= 1 and m["users"] == 8
+        assert a.valid and not a.repaired and not a.fallback  # constrained decoding (the default), as served
+    m = rerank_metrics(examples, answers)
+    with_target = [(ex, a) for ex, a in zip(examples, answers, strict=True) if ex.target_index is not None]
+    assert m["users"] == 8 and m["with_target"] == len(with_target) > 0
+    assert m["R@5"] == pytest.approx(np.mean([a.order.index(ex.target_index) < 5 for ex, a in with_target]))
+    assert m["R@1"] == pytest.approx(np.mean([a.order[0] == ex.target_index for ex, a in with_target]))
