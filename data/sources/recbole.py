@@ -138,15 +138,34 @@ def load_recbole_atomic(directory: Path, drop_undefined_items: bool = False) -> 
 
 
 def read_item_list_split(path: Path) -> dict[str, tuple[int, list[str], str]]:
-    """An item-list split file -> user_id -> (line, history, target); the last row of a user wins."""
+    """An item-list split file -> user_id -> (line, history, target) of the user's longest row.
+
+    A user may have several rows when the file lists every prefix of their sequence (published
+    UniSRec-style train files: ``u<TAB>0 ... 10<TAB>11``, then ``u<TAB>0 ... 9<TAB>10``, ...), in any
+    order. Each row's history + target must then be a prefix of the longest one's; rows that are
+    not are an error naming both lines.
+    """
     header, rows = read_atomic(path, ["user_id", "item_id_list", "item_id"])
     u_col, l_col, i_col = header.index("user_id"), header.index("item_id_list"), header.index("item_id")
-    out = {}
+    out: dict[str, tuple[int, list[str], str]] = {}
     for number, fields in rows:
         target = fields[i_col].strip()
         if not target:
             raise DataError("empty item_id: expected the next item's id", path, number)
-        out[fields[u_col]] = (number, fields[l_col].split(), target)
+        user, row = fields[u_col], (number, fields[l_col].split(), target)
+        kept = out.get(user)
+        if kept is not None:
+            longer, shorter = (row, kept) if len(row[1]) > len(kept[1]) else (kept, row)
+            longer_items, shorter_items = [*longer[1], longer[2]], [*shorter[1], shorter[2]]
+            if longer_items[:len(shorter_items)] != shorter_items:
+                at = next(i for i, (a, b) in enumerate(zip(shorter_items, longer_items[:len(shorter_items)],
+                                                           strict=True)) if a != b)
+                mine, theirs = (row[1] + [row[2]])[at], (kept[1] + [kept[2]])[at]
+                raise DataError(
+                    f"user {user!r}: this row and line {kept[0]} are not prefixes of one sequence (a user's "
+                    f"rows must be): item {at + 1} is {mine!r} here, {theirs!r} there", path, number)
+            row = longer
+        out[user] = row
     return out
 
 

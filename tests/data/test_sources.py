@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from data.errors import DataError
 from data.prepare import PrepareConfig, compute_stats, load_prepared, prepare
 from data.sources import detect_format
 from tests.conftest import SHARED_GAMES, write_lines
@@ -87,6 +89,43 @@ def test_unisrec(tmp_path: Path):
     assert list(ids[ds.sequences[ds.user_ids.index("7")]]) == ["B00A", "B00B", "B00C", "B00D"]
     assert ds.items.set_index("item_id").loc["B00D", "title"] == "Centrifuge"
 
+
+
+def _unisrec_dir(d: Path, train_rows: list[str]) -> Path:
+    """Items 0-5; user 7 watches 0 1 2 3 4 5, user 8 watches 5 4 3 2; valid/test hold the last two."""
+    write_lines(d / "Sci.text", ["item_id:token\ttext:token_seq", *(f"{i}\tItem {i}" for i in range(6))])
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token"
+    write_lines(d / "Sci.train.inter", [header, *train_rows])
+    write_lines(d / "Sci.valid.inter", [header, "7\t0 1 2 3\t4", "8\t5 4\t3"])
+    write_lines(d / "Sci.test.inter", [header, "7\t0 1 2 3 4\t5", "8\t5 4 3\t2"])
+    return d
+
+
+@pytest.mark.parametrize("layout", ["one row", "every prefix, longest first", "every prefix, shortest first"])
+def test_unisrec_train_file_with_one_row_or_every_prefix(tmp_path: Path, layout: str):
+    """Published UniSRec sets list a user's train sequence once per prefix; each layout gives the same data."""
+    rows = {"one row": ["7\t0 1 2\t3", "8\t5\t4"],
+            "every prefix, longest first": ["7\t0 1 2\t3", "7\t0 1\t2", "7\t0\t1", "8\t5\t4"],
+            "every prefix, shortest first": ["7\t0\t1", "8\t5\t4", "7\t0 1\t2", "7\t0 1 2\t3"]}[layout]
+    d = _unisrec_dir(tmp_path / "Sci", rows)
+    ds = prepare(PrepareConfig(str(d), format="unisrec", name="sci-" + layout.replace(",", "").replace(" ", "-")))
+    ids = ds.items["item_id"].to_numpy()
+    sequence = lambda user: list(ids[ds.sequences[ds.user_ids.index(user)]])  # noqa: E731
+    assert sequence("7") == ["0", "1", "2", "3", "4", "5"] and sequence("8") == ["5", "4", "3", "2"]
+
+
+def test_unisrec_rows_that_disagree_name_their_lines(tmp_path: Path):
+    d = _unisrec_dir(tmp_path / "Sci", ["7\t0 1 2\t3", "7\t0 2\t1", "8\t5\t4"])
+    with pytest.raises(DataError, match=r"user '7': this row and line 2 are not prefixes of one sequence.*"
+                                        r"item 2 is '2' here, '1' there") as err:
+        prepare(PrepareConfig(str(d), format="unisrec", name="sci-bad"))
+    assert (err.value.path, err.value.line) == (str(d / "Sci.train.inter"), 3)
+    # a train file whose longest row still disagrees with the next split keeps the split-to-split error
+    d = _unisrec_dir(tmp_path / "Sci2", ["7\t0 1\t2", "7\t0\t1", "8\t5\t4"])
+    with pytest.raises(DataError, match=r"user '7': history should end with the previous split's target '2', "
+                                        r"ends with '3'") as err:
+        prepare(PrepareConfig(str(d), format="unisrec", name="sci-bad2"))
+    assert (err.value.path, err.value.line) == (str(d / "Sci.valid.inter"), 2)
 
 def _jsonl(path: Path, records: list[dict], gz: bool = False) -> None:
     text = "".join(json.dumps(r) + "\n" for r in records)
