@@ -19,3 +19,7 @@ class DataError(ValueError):
         if self.line is not None:
             where += f":{self.line}"
         return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigError(DataError):
+    """A configuration value that cannot be used here; the message names the key and what is available."""

@@ -1,21 +1,22 @@
 """A recipe: one YAML file that configures every stage of a GR2 run (see ``configs/``).
 
-The file maps onto nested dataclasses; an unknown or misspelt key is an error that lists the keys
-that exist, so a typo never silently falls back to a default.
+The file maps onto nested dataclasses, validated whole when it is loaded (``data.configs``): an
+unknown or misspelt key, a wrong type or an out-of-range value is an error naming the key's path,
+so a typo never silently falls back to a default nor surfaces hours later in a late stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from annotated_types import Ge
 
-from data.errors import DataError
+from data.configs import apply_sets, build_config
+from data.errors import ConfigError, DataError
 from gr2.base_model import TinyModelConfig
 from gr2.recipes.midtrain import MidtrainConfig
 from gr2.recipes.pretrain import PretrainConfig
@@ -28,7 +29,7 @@ from gr2.traces import TraceConfig
 
 @dataclass
 class TokenizerSection:
-    method: str = "rq-kmeans"
+    method: Literal["rq-kmeans", "rq-vae"] = "rq-kmeans"
     options: dict[str, Any] = field(default_factory=dict)  # passed to tokenizer.fit_dataset
 
 
@@ -36,18 +37,18 @@ class TokenizerSection:
 class RankerSection:
     model: str = "sasrec"
     config: str | None = None  # a rankers YAML (e.g. rankers/sasrec-ml-100k.yaml), relative to the recipe
-    k: int = 10  # candidates per user: what the reranker reorders
-    folds: int = 2  # cross-fitting folds for train-split candidates
-    train_cuts: int = 1  # train-split examples per user (targets seq[-3], seq[-4], ...): more SFT / RL data
+    k: Annotated[int, Ge(2)] = 10  # candidates per user: what the reranker reorders
+    folds: Annotated[int, Ge(2)] = 2  # cross-fitting folds for train-split candidates
+    train_cuts: Annotated[int, Ge(1)] = 1  # train-split examples per user (targets seq[-3], seq[-4], ...)
     options: dict[str, Any] = field(default_factory=dict)  # fields overriding the YAML (epochs, dropout, ...)
 
 
 @dataclass
 class TracesSection:
-    teacher: str = "heuristic"  # heuristic | openai | hf
+    teacher: Literal["heuristic", "openai", "hf"] = "heuristic"
     trace: TraceConfig = field(default_factory=TraceConfig)
     heuristic: HeuristicTeacherConfig = field(default_factory=HeuristicTeacherConfig)
-    max_examples: int = 2000  # train-split rerank examples offered to the teacher
+    max_examples: Annotated[int, Ge(0)] = 2000  # train-split rerank examples offered to the teacher
     endpoint: str | None = None  # openai: base URL of an OpenAI-compatible server
     model: str | None = None  # openai: model name; hf: local model directory
     api_key_env: str = "OPENAI_API_KEY"  # openai: environment variable holding the key, if any
@@ -58,15 +59,15 @@ class TracesSection:
 class RLSection:
     """Stage 3 (``rl.dapo.DAPOConfig`` fields in ``dapo``); run from the SFT model."""
 
-    rewards: list[str] = field(default_factory=lambda: ["conditional"])  # variants the pipeline trains
-    max_examples: int = 2000  # train-split rerank examples (those with the target among candidates are used)
-    dapo: dict[str, Any] = field(default_factory=dict)
+    rewards: list[Literal["conditional", "naive"]] = field(default_factory=lambda: ["conditional"])  # variants
+    max_examples: Annotated[int, Ge(0)] = 2000  # train-split rerank examples (those whose target is a candidate)
+    dapo: dict[str, Any] = field(default_factory=dict)  # checked against rl's DAPOConfig by the CLI at load
 
 
 @dataclass
 class EvalSection:
-    splits: list[str] = field(default_factory=lambda: ["valid", "test"])
-    max_users: int = 0  # per split, a seeded sample of the users whose target is a candidate (0 = every one)
+    splits: list[Literal["train", "valid", "test"]] = field(default_factory=lambda: ["valid", "test"])
+    max_users: Annotated[int, Ge(0)] = 0  # per split, a seeded sample of the users whose target is a candidate (0: all)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     free_decoding_rows: bool = True  # with constrained decoding, also a row per model decoded freely
     free_decoding_users: int = 0  # those rows on a seeded subset of the users (0 = the same users)
@@ -82,7 +83,7 @@ class Recipe:
     seed: int = 0
     base_model: str = "tiny"  # "tiny" or a local Hugging Face model directory
     tiny_model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    max_history: int = 10  # most recent history items in a rerank prompt
+    max_history: Annotated[int, Ge(1)] = 10  # most recent history items in a rerank prompt
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     ranker: RankerSection = field(default_factory=RankerSection)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -93,47 +94,13 @@ class Recipe:
     eval: EvalSection = field(default_factory=EvalSection)
 
 
-def from_dict(cls: type, data: Any, where: str = "", base: Any = None) -> Any:
-    """Build dataclass ``cls`` from nested dicts onto ``base`` (default: ``cls()``), so a partly given
-    section keeps the defaults of the stage it belongs to; unknown keys are errors listing valid ones."""
-    base = base if base is not None else cls()
-    if data is None:
-        return base
-    if not isinstance(data, dict):
-        raise DataError(f"{where or 'recipe'}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise DataError(f"{where or 'recipe'}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    values = {key: _convert(hints[key], value, f"{where}.{key}" if where else key, getattr(base, key))
-              for key, value in data.items()}
-    return dataclasses.replace(base, **values)
-
-
-def _convert(hint: Any, value: Any, where: str, current: Any) -> Any:
-    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    options = typing.get_args(hint) if union else (hint,)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        item = typing.get_args(option)[0] if typing.get_origin(option) is list and typing.get_args(option) else None
-        if item is not None and dataclasses.is_dataclass(item):  # e.g. midtrain.phases: each entry onto defaults
-            if not isinstance(value, list):
-                raise DataError(f"{where}: expected a list of {item.__name__} mappings, got {type(value).__name__}")
-            return [from_dict(item, entry, f"{where}[{i}]") for i, entry in enumerate(value)]
-        if dataclasses.is_dataclass(option):
-            return from_dict(option, value, where, current if isinstance(current, option) else None)
-    if options[0] is float and isinstance(value, int | str) and not isinstance(value, bool):
-        try:
-            return float(value)  # YAML 1.1 reads 5e-5 (no dot) as a string
-        except ValueError:
-            raise DataError(f"{where}: expected a number, got {value!r}") from None
-    return value
-
-
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a recipe YAML; ``overrides`` use dotted keys (``{"sft.training.epochs": 1}``)."""
+    """Read and validate a recipe YAML whole; ``overrides`` use dotted keys (``{"sft.training.epochs": 1}``).
+
+    Every section is checked here (types, choices, ranges, unknown keys at any depth, the tokenizer's
+    options against its method); sections that belong to layers above ``gr2`` (``ranker`` options,
+    ``rl.dapo``) are checked by the CLI right after (``gr2.cli.run_options.load_checked_recipe``).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("recipe file not found", path)
@@ -142,19 +109,22 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise DataError(f"not valid YAML: {exc}", path, None if line is None else line + 1) from None
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
     try:
-        recipe = from_dict(Recipe, data)
+        recipe = build_config(Recipe, apply_sets(data, overrides or {}))
+        check_tokenizer_options(recipe.tokenizer)
     except DataError as exc:
-        raise DataError(exc.message, path) from None
+        raise ConfigError(exc.message, path) from None
     if recipe.ranker.config and not Path(recipe.ranker.config).is_absolute():
         recipe.ranker.config = str((path.parent / recipe.ranker.config).resolve())
     return recipe
+
+
+def check_tokenizer_options(section: TokenizerSection) -> None:
+    """``tokenizer.options`` are the method's quantizer config fields (plus ``dedup``): check them now."""
+    from tokenizer.registry import quantizer_class
+
+    klass = quantizer_class(section.method)
+    build_config(klass.config_class, {k: v for k, v in section.options.items() if k != "dedup"}, "tokenizer.options")
 
 
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:

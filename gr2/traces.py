@@ -19,9 +19,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from annotated_types import Ge
 from tqdm.auto import tqdm
 
 from data.artifacts import atomic_path, write_json_atomic
@@ -37,7 +38,7 @@ TRACE_FIELDS = ("user", "split", "history", "candidates", "target", "target_inde
 @dataclass
 class TraceConfig:
     mode: Literal["targeted", "rejection", "distill"] = "rejection"
-    max_samples: int = 8  # M: attempts per example in rejection mode
+    max_samples: Annotated[int, Ge(1)] = 8  # M: attempts per example in rejection mode
     seed: int = 0
 
 

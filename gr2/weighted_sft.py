@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt
 from trl import SFTTrainer
 
 from gr2.rerank_format import THINK_CLOSE
@@ -20,8 +22,8 @@ from gr2.rerank_format import THINK_CLOSE
 
 @dataclass
 class LossWeights:
-    reasoning: float = 0.1  # lambda_r
-    ranking: float = 1.0  # lambda_o
+    reasoning: Annotated[float, Ge(0)] = 0.1  # lambda_r
+    ranking: Annotated[float, Gt(0)] = 1.0  # lambda_o
 
 
 def encode_weighted_example(

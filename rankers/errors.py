@@ -1,9 +1,10 @@
-"""Bad ranker configuration: a ``DataError`` subclass so the CLI prints it cleanly (exit 2)."""
+"""Bad ranker configuration: a ``DataError`` subclass so the CLI prints it cleanly (exit 2).
+
+The class lives in ``data.errors`` so that every config (recipes, ranker, tokenizer) raises the same one.
+"""
 
 from __future__ import annotations
 
-from data.errors import DataError
+from data.errors import ConfigError
 
-
-class ConfigError(DataError):
-    """A configuration value that cannot be used here; the message names what is available."""
+__all__ = ["ConfigError"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from data.artifacts import write_json_atomic, write_manifest
+from data.configs import build_config
 from data.errors import DataError
 from data.prepare import load_prepared
 from data.schema import PreparedDataset
@@ -38,17 +39,12 @@ CONFIGS = {"pop": PopularityConfig, "cooc": CooccurrenceConfig, "content": Conte
 MODELS = tuple(CONFIGS)
 
 
-def make_config(model: str, values: dict[str, Any] | None = None):  # noqa: ANN201
-    """The model's config dataclass from a dict (e.g. YAML + ``--set`` overrides); unknown keys are errors."""
+def make_config(model: str, values: dict[str, Any] | None = None, where: str | None = None):  # noqa: ANN201
+    """The model's config dataclass from a dict (e.g. YAML + ``--set`` overrides), validated whole
+    (``data.configs``): unknown keys, wrong types and the class's own checks are errors naming the key."""
     if model not in CONFIGS:
         raise ConfigError(f"unknown model {model!r}; available: {list(MODELS)}")
-    cls = CONFIGS[model]
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown {model} config keys {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    return build_config(CONFIGS[model], values, model if where is None else where)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -59,17 +55,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise DataError("a ranker config must be a YAML mapping of field: value", path)
     return values
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings (values parsed as YAML scalars: 0.3, true, sdpa) -> dict."""
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"expected key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def item_content(ds: PreparedDataset) -> np.ndarray:

@@ -14,12 +14,13 @@ Design choices and why:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data.configs import build_config
 from rankers.attention import BACKENDS, causal_attention
 from rankers.errors import ConfigError
 
@@ -67,11 +68,8 @@ class SASRecConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> SASRecConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown SASRec config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        """A saved config (checkpoint, config.json), validated like a config file."""
+        return build_config(cls, values, "sasrec")
 
 
 class CausalSelfAttention(nn.Module):

@@ -12,9 +12,8 @@ share of groups dynamic sampling dropped.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 from evals.report import line_chart
 from gr2.answer_constraint import RerankAnswerConstraint
@@ -22,10 +21,10 @@ from gr2.base_model import load_base_model
 from gr2.recipes.common import cuda_available, finish_stage, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.rerank_format import THINK_CLOSE
+from rl.config import DAPOConfig
 from rl.constrained_rollouts import RolloutConstraint
 from rl.dynamic_sampling import DynamicSamplingGRPOTrainer
 from rl.reward_funcs import RerankReward
-from rl.rewards import RewardKind
 
 CURVES = {
     "reward": "mean reward",
@@ -34,43 +33,6 @@ CURVES = {
     "rerank/rank_gain": "mean rank gain (positions)",
     "dynamic_sampling/dropped_group_share": "groups dropped by dynamic sampling",
 }
-
-
-@dataclass
-class DAPOConfig:
-    reward: RewardKind = "conditional"
-    alpha: float = 0.2  # format bonus weight
-    num_generations: int = 8  # G: completions per prompt
-    prompts_per_step: int = 4  # groups per optimizer step
-    learning_rate: float = 5e-6
-    max_steps: int = 200
-    max_completion_length: int = 320
-    soft_punish_cache: int = 64  # the last tokens before the limit are softly punished
-    temperature: float = 1.0
-    epsilon: float = 0.2
-    epsilon_high: float = 0.28
-    dynamic_sampling: bool = True
-    max_refill_rounds: int = 4
-    save_steps: int = 50
-    logging_steps: int = 1
-    seed: int = 0
-    bf16: bool = False
-    use_vllm: bool = False  # GPU: rollouts from a `trl vllm-serve` server (TRL's server mode)
-    vllm_server_host: str = "127.0.0.1"
-    vllm_server_port: int = 8000
-    # permutation: rollouts decode as valid permutations (rl.constrained_rollouts); candidates: K candidate
-    # SIDs, repeats allowed, so format validity must be earned; none: free decoding
-    rollout_constraint: Literal["permutation", "candidates", "none"] = "permutation"
-    max_reasoning_tokens: int = 64  # constrained rollouts cut the reasoning here
-    train_reasoning: bool = True  # False: the loss skips the reasoning (through </think>); only the ranking learns
-
-    def __post_init__(self) -> None:
-        if self.use_vllm and self.rollout_constraint != "none":
-            # TRL's vLLM server rollouts take no per-prompt logits processor, so the constraint would be dropped
-            # and the run would train on free decoding while its config says otherwise.
-            raise ValueError(f"rl.dapo.use_vllm: true cannot apply rollout_constraint {self.rollout_constraint!r} "
-                             "(TRL's vLLM rollouts decode freely). Set rollout_constraint: none to train on free "
-                             "vLLM rollouts, or use_vllm: false to decode constrained rollouts with transformers.")
 
 
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
@@ -120,6 +82,7 @@ def grpo_config(out_dir: Path, config: DAPOConfig):
     if config.use_vllm:
         extra = dict(use_vllm=True, vllm_mode="server", vllm_server_host=config.vllm_server_host,
                      vllm_server_port=config.vllm_server_port)
+    # config.grpo: any other GRPOConfig field (rl.config checks that none of them is one set here)
     return GRPOConfig(
         output_dir=str(out_dir),
         loss_type="dapo",
@@ -136,13 +99,13 @@ def grpo_config(out_dir: Path, config: DAPOConfig):
         max_steps=config.max_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=2,
         logging_steps=config.logging_steps,
         report_to=[],
         seed=config.seed,
         bf16=config.bf16,
         use_cpu=not cuda_available(),
         **extra,
+        **{"save_total_limit": 2, **config.grpo},  # defaults the recipe lets rl.dapo.grpo change
     )
 
 

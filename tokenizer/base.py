@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from data.artifacts import atomic_path, file_sha256
+from data.configs import build_config
 from data.errors import DataError
 
 FORMAT_VERSION = 1
@@ -149,7 +150,7 @@ class Quantizer(ABC):
             raise DataError("corrupt weights: checksum does not match quantizer.json (truncated or edited?)",
                             weights_path)
         try:
-            config = _config_from_dict(klass.config_class, raw_config)
+            config = build_config(klass.config_class, raw_config, "config")
             quantizer = klass(config)
             with np.load(weights_path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
@@ -158,12 +159,3 @@ class Quantizer(ABC):
         except (ValueError, KeyError, TypeError, RuntimeError, OSError, zipfile.BadZipFile) as exc:
             raise DataError(f"corrupt quantizer ({type(exc).__name__}: {exc})", directory) from None
         return quantizer
-
-
-def _config_from_dict(config_class: type, raw: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ValueError(f"unknown config fields {sorted(unknown)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return config_class(**values)

@@ -20,12 +20,9 @@ def quantizer_class(method: str) -> type:
 
 
 def make_quantizer(method: str, **config: Any):
-    """A quantizer of ``method`` with its config's defaults overridden by ``config``."""
-    klass = quantizer_class(method)
-    import dataclasses
+    """A quantizer of ``method`` with its config's defaults overridden by ``config`` (validated: unknown
+    options and wrong types are errors naming the option)."""
+    from data.configs import build_config
 
-    names = {f.name for f in dataclasses.fields(klass.config_class)}
-    unknown = sorted(set(config) - names)
-    if unknown:
-        raise DataError(f"{method} has no option(s) {unknown}; it has {sorted(names)}")
-    return klass(klass.config_class(**config))
+    klass = quantizer_class(method)
+    return klass(build_config(klass.config_class, config, method))

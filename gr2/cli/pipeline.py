@@ -24,7 +24,7 @@ from data.artifacts import write_json_atomic, write_manifest, write_text_atomic
 from data.errors import DataError
 from data.schema import PreparedDataset
 from gr2.cli.common import console
-from gr2.config import Recipe, from_dict, recipe_dict
+from gr2.config import Recipe, recipe_dict
 from gr2.recipes.common import is_main_process
 
 STAGES = ("tokenizer", "ranker", "pretrain", "midtrain", "traces", "sft", "rl", "eval")
@@ -256,7 +256,8 @@ class Pipeline:
 
     def run_rl(self, rewards: Sequence[str] | None = None) -> None:
         """Stage 3 from the SFT model, once per reward variant (conditional, and naive as the baseline)."""
-        from rl.dapo import DAPOConfig, compare_reward_curves, train_rl
+        from rl.config import dapo_config
+        from rl.dapo import compare_reward_curves, train_rl
 
         section = self.recipe.rl
         for reward in rewards or section.rewards:
@@ -266,7 +267,7 @@ class Pipeline:
             if self._done(out / "model"):
                 continue
             self._start_training(out)
-            config = from_dict(DAPOConfig, {"seed": self.recipe.seed, **section.dapo, "reward": reward}, "rl.dapo")
+            config = dapo_config(section.dapo, seed=self.recipe.seed, reward=reward)
             examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
             train_rl(self.layout.sft / "model", examples, self.catalog, out, config)
         if is_main_process():

@@ -38,11 +38,11 @@ def train_cmd(
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train a ranker and evaluate it with full ranking (valid and test HR@10, NDCG@10, HR@50)."""
+    from data.configs import apply_sets, parse_sets
     from rankers.attention import check_backend
-    from rankers.run import load_config_file, parse_overrides, train_run
+    from rankers.run import load_config_file, train_run
 
-    values = load_config_file(config) if config else {}
-    values.update(parse_overrides(set_))
+    values = apply_sets(load_config_file(config) if config else {}, parse_sets(set_))
     for key, value in (("attention", attention), ("epochs", epochs), ("device", device)):
         if value is not None:
             values[key] = value

@@ -8,7 +8,8 @@ import typer
 import yaml
 
 from data.artifacts import gr2_home
-from data.errors import DataError
+from data.configs import parse_sets
+from data.errors import ConfigError, DataError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_RECIPE = CONFIGS / "ml-100k-tiny.yaml"
@@ -19,21 +20,30 @@ SetOption = typer.Option([], "--set", help="Override a recipe field: --set sft.t
 ForceOption = typer.Option(False, "--force", help="Redo stages whose output already exists.")
 
 
-def parse_sets(pairs: list[str]) -> dict:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise DataError(f"--set expects dotted.key=value, got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
+def load_checked_recipe(recipe: Path, sets: list[str]):  # noqa: ANN201 - a gr2.config.Recipe
+    """The recipe with ``--set`` overrides, every section validated now: ``load_recipe`` checks what ``gr2``
+    owns, this adds the sections of layers ``gr2`` may not import (the ranker's config, ``rl.dapo``), so a
+    typo anywhere fails in the first seconds with its key's path, not when its stage starts."""
+    from gr2.config import load_recipe
+    from rankers.run import load_config_file, make_config
+    from rl.config import dapo_config
+
+    loaded = load_recipe(recipe, parse_sets(sets))
+    try:
+        section = loaded.ranker
+        make_config(section.model, {**(load_config_file(section.config) if section.config else {}), **section.options},
+                    where="ranker.options")
+        for reward in loaded.rl.rewards:
+            dapo_config(loaded.rl.dapo, seed=loaded.seed, reward=reward)
+    except DataError as exc:  # a ranker config file names itself; the rest is the recipe's
+        raise ConfigError(exc.message, exc.path or recipe, exc.line) from None
+    return loaded
 
 
 def make_pipeline(recipe: Path, run: Path | None, sets: list[str], force: bool = False):
     from gr2.cli.pipeline import Pipeline
-    from gr2.config import load_recipe
 
-    loaded = load_recipe(recipe, parse_sets(sets))
+    loaded = load_checked_recipe(recipe, sets)
     run = run or gr2_home() / "runs" / recipe.stem
     saved = Path(run) / "recipe.yaml"  # a run made from another data set would fail deep inside a stage
     if saved.is_file():

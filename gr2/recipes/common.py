@@ -8,27 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Lt
 
 from data.artifacts import atomic_path, write_json_atomic
 
 
 @dataclass
 class TrainingSettings:
-    epochs: float = 1.0
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    max_length: int = 1024
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    save_steps: int = 200
-    logging_steps: int = 20
+    epochs: Annotated[float, Gt(0)] = 1.0
+    learning_rate: Annotated[float, Gt(0)] = 1e-3
+    batch_size: Annotated[int, Ge(1)] = 16
+    gradient_accumulation_steps: Annotated[int, Ge(1)] = 1
+    max_length: Annotated[int, Ge(1)] = 1024
+    warmup_ratio: Annotated[float, Ge(0), Lt(1)] = 0.05
+    weight_decay: Annotated[float, Ge(0)] = 0.0
+    save_steps: Annotated[int, Ge(1)] = 200
+    logging_steps: Annotated[int, Ge(1)] = 20
     seed: int = 0
     max_steps: int = -1  # > 0 overrides epochs (smoke runs, tests)
     bf16: bool = False  # GPU configs
     # "group_by_length": batches of similar length (less padding when short and long tasks mix)
-    sampling: str = "random"
+    sampling: Literal["random", "group_by_length"] = "random"
     lr_scheduler: str = "cosine"  # any transformers scheduler name, e.g. constant_with_warmup
 
 

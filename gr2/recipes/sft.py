@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Ge, Le
 
 from gr2.base_model import load_base_model
 from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, sft_config, train_resuming
@@ -25,7 +27,7 @@ class SFTStageConfig:
     training: TrainingSettings = field(default_factory=lambda: TrainingSettings(
         epochs=2.0, learning_rate=5e-4, batch_size=8, max_length=1024))
     weights: LossWeights = field(default_factory=LossWeights)
-    emphasis_share: float = 0.3  # share of prompts with the cited evidence emphasised
+    emphasis_share: Annotated[float, Ge(0), Le(1)] = 0.3  # share of prompts with the cited evidence emphasised
     lora: LoraSettings | None = None
 
 

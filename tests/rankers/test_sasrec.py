@@ -89,7 +89,7 @@ def test_config_errors_name_what_is_available():
         SASRecConfig(attention="fast")
     with pytest.raises(ConfigError, match="unknown loss"):
         SASRecConfig(loss="bce")
-    with pytest.raises(ConfigError, match="unknown SASRec config keys"):
+    with pytest.raises(ConfigError, match=r"sasrec.hiden: unknown key"):
         SASRecConfig.from_dict({"hiden": 3})
 
 

@@ -197,8 +197,9 @@ def test_vllm_rollouts_with_a_constraint_are_refused_at_load(constraint):
 
 
 def test_gpu_recipe_asks_for_what_vllm_rollouts_can_do():
-    from gr2.config import from_dict, load_recipe
+    from gr2.cli.run_options import load_checked_recipe
+    from rl.config import dapo_config
     from tests.conftest import REPO
 
-    dapo = load_recipe(REPO / "configs" / "qwen3-gpu.yaml").rl.dapo
-    assert from_dict(DAPOConfig, dapo, "rl.dapo").rollout_constraint == "none"
+    dapo = load_checked_recipe(REPO / "configs" / "qwen3-gpu.yaml", []).rl.dapo  # refused at load if not
+    assert dapo_config(dapo).rollout_constraint == "none"
