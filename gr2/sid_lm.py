@@ -36,7 +36,7 @@ def sequence_conversation(sids: Sequence[str]) -> dict:
 @dataclass
 class LikelihoodSettings:
     max_history: int = 50  # most recent items in the prefix (SASRec's max_len)
-    batch_size: int = 8  # users a forward pass (x K candidate rows)
+    batch_size: int = 32  # users a forward pass (x K candidate rows)
     beams: int = 20  # full ranking: beams kept (history items are dropped from them afterwards)
 
 
@@ -69,26 +69,25 @@ class SIDLikelihood:
         n, k = len(histories), len(candidates[0]) if candidates else 0
         out = np.zeros((n, k), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0
-        step = self.settings.batch_size
+        span, step = self._item_tokens.shape[1], self.settings.batch_size
         for lo in tqdm(range(0, n, step), desc="SID likelihood", unit="batch", disable=not progress):
-            rows, lengths = [], []
-            for h, c in zip(histories[lo:lo + step], candidates[lo:lo + step], strict=True):
-                p = self.prefix(h)
-                for item in c:
-                    rows.append(p + self._item_tokens[item].tolist())
-                    lengths.append(len(p))
+            rows = [self.prefix(h) + self._item_tokens[item].tolist()
+                    for h, c in zip(histories[lo:lo + step], candidates[lo:lo + step], strict=True) for item in c]
+            # left padding puts every candidate's SID in the last ``span`` positions, so the LM head runs on
+            # those alone (the full-vocabulary logits of every prefix position would cost far more); position ids
+            # restart at 0 after the padding, as in training
             width = max(map(len, rows))
             ids = torch.full((len(rows), width), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
-            for r, row in enumerate(rows):  # right padding: positions stay those of training
-                ids[r, :len(row)] = torch.tensor(row)
-                mask[r, :len(row)] = 1
+            for r, row in enumerate(rows):
+                ids[r, width - len(row):] = torch.tensor(row)
+                mask[r, width - len(row):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-            span = self._item_tokens.shape[1]
-            for r, start in enumerate(lengths):
-                out[lo + r // k, r % k] = float(logp[r, start - 1:start - 1 + span].sum())
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                    logits_to_keep=span + 1).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, -span:, None])[..., 0]
+            out[lo:lo + len(rows) // k] = logp.sum(-1).view(-1, k).double().numpy()
         return out
 
     def top_items(self, histories: Sequence[Sequence[int]], k: int = 10, exclude_history: bool = True,
