@@ -70,9 +70,12 @@ class SIDLikelihood:
         out = np.zeros((n, k), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0
         span, step = self._item_tokens.shape[1], self.settings.batch_size
+        # users in order of history length: a batch pads to its longest prefix, and lengths vary ~10x
+        order = np.argsort([min(len(h), self.settings.max_history) for h in histories], kind="stable")
         for lo in tqdm(range(0, n, step), desc="SID likelihood", unit="batch", disable=not progress):
-            rows = [self.prefix(h) + self._item_tokens[item].tolist()
-                    for h, c in zip(histories[lo:lo + step], candidates[lo:lo + step], strict=True) for item in c]
+            users = order[lo:lo + step]
+            rows = [self.prefix(histories[u]) + self._item_tokens[item].tolist() for u in users
+                    for item in candidates[u]]
             # left padding puts every candidate's SID in the last ``span`` positions, so the LM head runs on
             # those alone (the full-vocabulary logits of every prefix position would cost far more); position ids
             # restart at 0 after the padding, as in training
@@ -87,7 +90,7 @@ class SIDLikelihood:
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                                     logits_to_keep=span + 1).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, -span:, None])[..., 0]
-            out[lo:lo + len(rows) // k] = logp.sum(-1).view(-1, k).double().numpy()
+            out[users] = logp.sum(-1).view(-1, k).double().numpy()
         return out
 
     def top_items(self, histories: Sequence[Sequence[int]], k: int = 10, exclude_history: bool = True,
@@ -105,9 +108,11 @@ class SIDLikelihood:
         span, beams = self._item_tokens.shape[1], max(self.settings.beams, k)
         pad = self.tokenizer.pad_token_id or 0
         out = np.full((len(histories), k), -1, dtype=np.int64)
-        step = max(1, self.settings.batch_size)
+        step = max(1, self.settings.batch_size // 4)  # x beams rows a step
+        order = np.argsort([min(len(h), self.settings.max_history) for h in histories], kind="stable")
         for lo in tqdm(range(0, len(histories), step), desc="SID beam search", unit="batch", disable=not progress):
-            prefixes = [self.prefix(h) for h in histories[lo:lo + step]]
+            users = order[lo:lo + step]
+            prefixes = [self.prefix(histories[u]) for u in users]
             width = max(map(len, prefixes))
             ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -124,11 +129,11 @@ class SIDLikelihood:
                     num_beams=beams, num_return_sequences=beams, do_sample=False, length_penalty=0.0,
                     prefix_allowed_tokens_fn=allowed, pad_token_id=pad, eos_token_id=None, early_stopping=True)
             tails = generated[:, width:].view(len(prefixes), beams, -1).tolist()
-            for r, rows in enumerate(tails):
-                seen = set(histories[lo + r]) if exclude_history else set()
+            for u, rows in zip(users, tails, strict=True):
+                seen = set(histories[u]) if exclude_history else set()
                 picks = [index[t] for t in map(tuple, rows) if t in index and index[t] not in seen]
                 picks = list(dict.fromkeys(picks))[:k]
-                out[lo + r, :len(picks)] = picks
+                out[u, :len(picks)] = picks
         return out
 
 
