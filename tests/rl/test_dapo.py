@@ -46,17 +46,24 @@ def constant_or_varied(prompts, completions, kind, **_):
             for c, k in zip(completions, kind, strict=True)]
 
 
-@pytest.mark.slow
-def test_dynamic_sampling_keeps_only_informative_groups(tiny_sid_model, tmp_path):
+def const_or_varied_setup(tmp_path, g: int):
+    """16 prompts alternating 'varied' and 'const', and a one-step GRPO config with 4 groups of ``g``."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    g = 4
     data = Dataset.from_list([{"prompt": f"Item {i}: ", "kind": "const" if i % 2 else "varied"} for i in range(16)])
     args = GRPOConfig(output_dir=str(tmp_path), num_generations=g, per_device_train_batch_size=4 * g,
                       max_completion_length=12, loss_type="dapo", beta=0.0, report_to=[], use_cpu=True,
                       max_steps=1, temperature=1.0, logging_steps=1)
+    return data, args
+
+
+@pytest.mark.slow
+def test_dynamic_sampling_keeps_only_informative_groups(tiny_sid_model, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    g = 4
+    data, args = const_or_varied_setup(tmp_path, g)
     trainer = DynamicSamplingGRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_sid_model),
         processing_class=AutoTokenizer.from_pretrained(tiny_sid_model),
@@ -102,15 +109,10 @@ def test_dynamic_sampling_judges_groups_by_the_rank_reward_alone(tiny_sid_model,
     """'const' prompts earn equal rank rewards but unequal (length-like) punishments: dropped all the same."""
     import re
 
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig
 
     g = 4
-    data = Dataset.from_list([{"prompt": f"Item {i}: ", "kind": "const" if i % 2 else "varied"} for i in range(16)])
-    args = GRPOConfig(output_dir=str(tmp_path), num_generations=g, per_device_train_batch_size=4 * g,
-                      max_completion_length=12, loss_type="dapo", beta=0.0, report_to=[], use_cpu=True,
-                      max_steps=1, temperature=1.0, logging_steps=1)
+    data, args = const_or_varied_setup(tmp_path, g)
     tok = AutoTokenizer.from_pretrained(tiny_sid_model)
     trainer = DynamicSamplingGRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_sid_model), processing_class=tok,
