@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from data.schema import PreparedDataset
-from gr2.rerank_format import PromptItem, build_messages
+from gr2.rerank_format import Emphasis, PromptItem, build_messages
 from tokenizer.sid import SemanticIDs
 
 
@@ -59,7 +59,7 @@ class ItemCatalog:
     def prompt_items(self, items: list[int]) -> list[PromptItem]:
         return [PromptItem(self.sids.sid(i), self.titles[i]) for i in items]
 
-    def messages(self, example: RerankExample, emphasized_history: list[int] = ()) -> list[dict[str, str]]:
+    def messages(self, example: RerankExample, emphasized_history: Emphasis = ()) -> list[dict[str, str]]:
         return build_messages(self.prompt_items(example.history), self.prompt_items(example.candidates),
                               emphasized_history)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -51,20 +51,48 @@ class PromptItem:
     title: str
 
 
-def format_item(item: PromptItem, emphasized: bool = False) -> str:
-    line = f"{item.sid} {sanitize_item_text(item.title)}"
-    return f"{EMPHASIS_OPEN}{line}{EMPHASIS_CLOSE}" if emphasized else line
+# Character ranges (start, end) within an item's line (``item_line``) to wrap in emphasis tags.
+Spans = Sequence[tuple[int, int]]
+# History emphasis: positions of whole items, or position -> character ranges within that item's line (HiLight).
+Emphasis = Sequence[int] | Mapping[int, Spans]
+
+
+def item_line(item: PromptItem) -> str:
+    """An item as a prompt shows it: SID and sanitised title (emphasis spans are offsets into this text)."""
+    return f"{item.sid} {sanitize_item_text(item.title)}"
+
+
+def emphasize_text(text: str, spans: Spans) -> str:
+    """``text`` with each (start, end) range wrapped in emphasis tags, inserted right to left so the
+    offsets stay valid and the text itself is unchanged; ranges must be non-empty, in bounds, disjoint."""
+    ordered = sorted((int(s), int(e)) for s, e in spans)
+    for (s, e), nxt in zip(ordered, [*ordered[1:], None], strict=True):
+        if not 0 <= s < e <= len(text) or (nxt is not None and nxt[0] < e):
+            raise ValueError(f"emphasis spans must be non-empty, within 0..{len(text)} and disjoint: {ordered}")
+    for s, e in reversed(ordered):
+        text = f"{text[:s]}{EMPHASIS_OPEN}{text[s:e]}{EMPHASIS_CLOSE}{text[e:]}"
+    return text
+
+
+def format_item(item: PromptItem, emphasized: bool | Spans = False) -> str:
+    """The item's line; ``True`` wraps all of it (as SFT prompts do), spans wrap those character ranges."""
+    line = item_line(item)
+    if emphasized is True:
+        return f"{EMPHASIS_OPEN}{line}{EMPHASIS_CLOSE}"
+    return emphasize_text(line, emphasized) if emphasized else line
 
 
 def build_user_prompt(
     history: Sequence[PromptItem],
     candidates: Sequence[PromptItem],
-    emphasized_history: Sequence[int] = (),
+    emphasized_history: Emphasis = (),
 ) -> str:
-    """History oldest first (numbered), then candidates in pre-rank order (numbered)."""
-    marked = set(emphasized_history)
+    """History oldest first (numbered), then candidates in pre-rank order (numbered); candidates are never
+    emphasised."""
+    marked = emphasized_history if isinstance(emphasized_history, Mapping) else \
+        dict.fromkeys(emphasized_history, True)
     lines = ["User history (oldest first):"]
-    lines += [f"{i + 1}. {format_item(item, i in marked)}" for i, item in enumerate(history)]
+    lines += [f"{i + 1}. {format_item(item, marked.get(i, False))}" for i, item in enumerate(history)]
     lines += ["", f"Candidates ({len(candidates)}, in the current ranking's order):"]
     lines += [f"{i + 1}. {format_item(item)}" for i, item in enumerate(candidates)]
     lines += ["", "Rank all candidates."]
@@ -74,7 +102,7 @@ def build_user_prompt(
 def build_messages(
     history: Sequence[PromptItem],
     candidates: Sequence[PromptItem],
-    emphasized_history: Sequence[int] = (),
+    emphasized_history: Emphasis = (),
 ) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
