@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.gr2-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint env
+.PHONY: demo test lint env chromium
 
 $(STAMP): pyproject.toml scripts/setup_env.sh
 	bash scripts/setup_env.sh
@@ -14,7 +14,11 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/gr2 quickstart
 
-test: $(STAMP)
+# the browser test drives Debian's Chromium (scripts/install_chromium.sh installs it when missing)
+chromium:
+	bash scripts/install_chromium.sh
+
+test: $(STAMP) chromium
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -52,6 +52,23 @@ def ml100k(gr2_home):
 
 
 @pytest.fixture(scope="session")
+def small_run(ml100k, tmp_path_factory):
+    """`gr2 quickstart` on every stage of the ML-100K recipe, shrunk (``tests/shrunk_run.py``), built once a
+    session: as `make demo` runs it, serving and the demo included, stopped once the sample request is
+    answered. Returns (run directory, the command's output)."""
+    from typer.testing import CliRunner
+
+    from gr2.cli import app
+    from tests.shrunk_run import SETS
+
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    result = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS, "--port", "0", "--demo-port", "0",
+                                      "--exit-after-sample"])
+    assert result.exit_code == 0, result.output
+    return run, result.output
+
+
+@pytest.fixture(scope="session")
 def games(gr2_home):
     """LLMRank's Amazon Games split from ../shared, when this checkout has it."""
     if not SHARED_GAMES.is_dir():

@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from gr2.cli import bench, data, evaluate, quickstart, rank, serve, tokenizer, traces, train  # noqa: E402
+from gr2.cli import bench, data, demo, evaluate, quickstart, rank, serve, tokenizer, traces, train  # noqa: E402
 
 app = typer.Typer(
     help="GR2: semantic-ID LLM reranking for recommender systems.",
@@ -28,6 +28,7 @@ app.add_typer(evaluate.app, name="eval", help="Evaluate rerankers against the pr
 app.add_typer(bench.app, name="bench", help="Benchmarks that print side-by-side ratios.")
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -73,3 +73,26 @@ def export_cmd(run: Path = typer.Option(..., "--run", help="Run directory."),
             shutil.copy2(path, target)
             copied += 1
     console.print(f"{copied} files from {run} -> {out}")
+
+
+@app.command("readme")
+@friendly_errors
+def readme_cmd(run: Path = typer.Option(..., "--run", help="Run directory whose eval/*.json to show."),
+               readme: Path = typer.Option(Path("README.md"), help="File whose results section is replaced."),
+               label: str | None = typer.Option(None, help="How the section names the run (default: its folder)."),
+               check: bool = typer.Option(False, help="Write nothing; exit 1 if the section differs from the run.")
+               ) -> None:
+    """The README's results section from the run's evaluation JSON (between the results markers)."""
+    from evals.readme import replace_section, results_markdown
+    from gr2.cli.common import console
+
+    run = run.expanduser()
+    text = readme.read_text()
+    updated = replace_section(text, results_markdown(run, label))
+    if check:
+        if updated != text:
+            console.print(f"{readme}: the results section differs from {run}/eval (run without --check)")
+            raise typer.Exit(1)
+        return
+    readme.write_text(updated)
+    console.print(f"{readme}: results section written from {run}/eval")

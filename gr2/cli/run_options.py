@@ -13,6 +13,7 @@ from data.errors import ConfigError, DataError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_RECIPE = CONFIGS / "ml-100k-tiny.yaml"
+QUICKSTART_RECIPE = CONFIGS / "ml-100k-quickstart.yaml"  # `gr2 quickstart`: the demo's fast cut of the above
 
 RecipeOption = typer.Option(DEFAULT_RECIPE, "--recipe", help="Recipe YAML (see configs/).")
 RunOption = typer.Option(None, "--run", help="Run directory (default: $GR2_HOME/runs/<recipe name>).")

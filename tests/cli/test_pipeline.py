@@ -1,5 +1,6 @@
 """The whole GR2 pipeline on ML-100K, shrunk to seconds a stage: every stage runs, re-runs skip
-finished work, and the SFT stage trains data-parallel under ``accelerate launch`` on 2 CPU processes."""
+finished work, and the SFT stage trains data-parallel under ``accelerate launch`` on 2 CPU processes.
+The run is the session's ``small_run`` (tests/conftest.py): `gr2 quickstart` as `make demo` runs it."""
 
 from __future__ import annotations
 
@@ -14,29 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gr2.cli import app
-
-SHRINK = {
-    "ranker.options.epochs": 1, "pretrain.training.max_steps": 10, "midtrain.training.max_steps": 10,
-    "midtrain.mixture.num_examples": 300, "traces.max_examples": 300,
-    "midtrain.phases": "[{name: copy, num_examples: 64, training: {max_steps: 4, batch_size: 16}}]",
-    "sft.training.max_steps": 10,
-    "eval.max_users": 16, "eval.generation.max_new_tokens": 48, "eval.generation.backend": "hf",
-    "tiny_model.hidden_size": 64,
-    "tiny_model.num_attention_heads": 2, "tiny_model.num_key_value_heads": 1, "tiny_model.vocab_size": 1024,
-    "tiny_model.intermediate_size": 128, "rl.max_examples": 200, "ranker.train_cuts": 2,
-    "rl.dapo": "{num_generations: 4, prompts_per_step: 2, max_steps: 2, max_completion_length: 160,"
-               " max_reasoning_tokens: 4, soft_punish_cache: 8, max_refill_rounds: 1}",
-}
-SETS = [arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value}")]
-
-
-@pytest.fixture(scope="module")
-def small_run(ml100k, tmp_path_factory):
-    run = tmp_path_factory.mktemp("pipeline") / "run"
-    # As `make demo` runs it, serving included; the server stops once it has answered the sample request.
-    result = CliRunner().invoke(app, ["quickstart", "--run", str(run), *SETS, "--port", "0", "--exit-after-sample"])
-    assert result.exit_code == 0, result.output
-    return run, result.output
+from tests.shrunk_run import SETS  # the shared run itself is the session fixture ``small_run`` (tests/conftest.py)
 
 
 @pytest.mark.slow
