@@ -145,6 +145,11 @@ class RunView:
                                                         int(row.target_rank))
         return view
 
+    @property
+    def has_hilight_actor(self) -> bool:
+        """A trained HiLight actor in the run (``gr2 hilight train``): the server applies it on request."""
+        return (self.root / "hilight" / "actor" / "actor.pt").is_file()
+
     def user_choices(self) -> list[tuple[str, str]]:
         """Dropdown entries (label, user id); users whose next item is a candidate first, as a reranker can
         only move it when it is."""
@@ -243,18 +248,42 @@ def _arrow(move: int) -> str:
     return "<span class='gr2-same' title='unchanged'>=</span>"
 
 
+def span_texts(response: dict | None) -> dict[int, list[str]]:
+    """HiLight's span texts per history position (``emphasis_spans[].text``), for highlighting inside a title."""
+    texts: dict[int, list[str]] = {}
+    for span in (response or {}).get("emphasis_spans") or []:
+        if isinstance(span, dict) and isinstance(span.get("history_index"), int) and span.get("text"):
+            texts.setdefault(span["history_index"], []).append(str(span["text"]))
+    return texts
+
+
+def _marked_title(title: str, texts: list[str], tip: str) -> str | None:
+    """The title with the first span that lies inside it marked (a token-level span), or None."""
+    for text in texts:
+        text = re.sub(r"<\|sid_begin\|>.*?<\|sid_end\|>", "", text).strip()  # the SID is not part of the title
+        if text and text != title and text in title:
+            i = title.index(text)
+            return (f"{html.escape(title[:i])}<mark class='gr2-emph' title='{tip}'>{html.escape(text)}</mark>"
+                    f"{html.escape(title[i + len(text):])}")
+    return None
+
+
 def render_history(history: list[str], titles: dict[str, str], emphasised: list[int] = (), source: str = "",
-                   used: int | None = None) -> str:
-    """The history, oldest first; emphasised items highlighted; items the model did not see greyed."""
+                   used: int | None = None, texts: dict[int, list[str]] | None = None) -> str:
+    """The history, oldest first; emphasised items highlighted (only the span when HiLight marked part of a
+    title); items the model did not see greyed."""
     if not history:
         return "<p class='gr2-muted'>No history.</p>"
     unseen = len(history) - used if used is not None else 0
+    tip = f"emphasised ({html.escape(source)})"
     lines = []
     for pos, item_id in enumerate(history):
         classes = ["gr2-hist"] + (["gr2-unseen"] if pos < unseen else [])
         body = _item(item_id, titles)
         if pos in emphasised:
-            body = f"<mark class='gr2-emph' title='emphasised ({html.escape(source)})'>{body}</mark>"
+            inside = _marked_title(titles.get(item_id, ""), (texts or {}).get(pos, []), tip)
+            body = (f"{inside} <span class='gr2-id'>#{html.escape(item_id)}</span>" if inside
+                    else f"<mark class='gr2-emph' title='{tip}'>{body}</mark>")
         lines.append(f"<li class='{' '.join(classes)}' data-pos='{pos + 1}' data-id='{html.escape(item_id)}'>"
                      f"{body}</li>")
     note = f"<p class='gr2-muted'>{len(emphasised)} item(s) emphasised ({html.escape(source)}).</p>" if emphasised \
@@ -286,7 +315,8 @@ def render_lists(candidates: list[str], response: dict, titles: dict[str, str], 
             f"<div><h4>Pre-rank order ({len(candidates)} candidates)</h4>"
             f"<ol class='gr2-pre' data-testid='prerank-list'>{pre}</ol></div>"
             f"<div><h4>Reranked by {html.escape(str(response.get('model', 'the model')))}</h4>"
-            f"<ol class='gr2-post' data-testid='reranked-list'>{post}</ol></div></div>")
+            f"<ol class='gr2-post' data-testid='reranked-list'>{post}</ol>"
+            + ("" if post else "<p class='gr2-muted'>Press Rerank to see the model's order.</p>") + "</div></div>")
 
 
 def render_meta(response: dict, latency_ms: float) -> str:
@@ -330,7 +360,10 @@ def render_reports(reports: list[dict]) -> str:
 
 
 def message(text: str, kind: str = "error") -> str:
-    return f"<div class='gr2-msg gr2-{kind}' data-testid='message'>{html.escape(text, quote=False)}</div>" if text else ""
+    """A message box for the page (``kind``: error, info, ok); text is escaped, an empty text shows nothing."""
+    if not text:
+        return ""
+    return f"<div class='gr2-msg gr2-{kind}' data-testid='message'>{html.escape(text, quote=False)}</div>"
 
 
 def shown_as_message(outputs: int) -> Callable[[Callable[..., tuple]], Callable[..., tuple]]:
@@ -401,7 +434,7 @@ class DemoHandlers:
         except ApiError as exc:
             return gr.update(), message(str(exc)), gr.update(), gr.Timer(active=True)
         names = served_models(health)
-        can_hilight = hilight_available(health)
+        can_hilight = hilight_available(health) or bool(self.run and self.run.has_hilight_actor)
         trained = health.get("trained") or {}
         text = message(f"server {health.get('status', '?')} · backend {health.get('backend', '?')} · "
                        f"{health.get('items', '?')} items · trained on {trained.get('k', '?')} candidates and "
@@ -412,14 +445,15 @@ class DemoHandlers:
                           else "HiLight emphasis (this server has no actor)"), gr.Timer(active=False))
 
     def pick_user(self, user_id: str | None) -> tuple:
-        """A test-split user's history and candidates into the boxes, the held-out item into the state."""
+        """A test-split user's history and candidates into the boxes (the pre-rank list shown), the held-out
+        item into the state."""
         import gradio as gr
 
         case = self.run.users.get(user_id) if self.run and user_id else None
         if case is None:
-            return gr.update(), gr.update(), "", None, gr.update()
+            return gr.update(), gr.update(), "", None, gr.update(), gr.update()
         return (", ".join(case.history), ", ".join(case.candidates), "", case.target,
-                render_history(case.history, self.titles))
+                render_history(case.history, self.titles), render_lists(case.candidates, {}, self.titles, case.target))
 
     @shown_as_message(outputs=5)
     def rerank(self, model_name: str | None, use_hilight: bool, history_text: str, candidates_text: str,
@@ -440,7 +474,8 @@ class DemoHandlers:
         answer = self.client.rerank(body)
         latency_ms = (time.perf_counter() - start) * 1000
         emphasised, source = emphasised_positions(answer, requested)
-        return (render_history(history, self.titles, emphasised, source, answer.get("history_used")),
+        return (render_history(history, self.titles, emphasised, source, answer.get("history_used"),
+                               span_texts(answer)),
                 render_lists(candidates, answer, self.titles, target_id if target_id in candidates else None),
                 render_meta(answer, latency_ms), answer.get("reasoning") or "", json.dumps(answer, indent=2), "")
 
@@ -560,7 +595,7 @@ def build_demo(client: ApiClient, run: RunView | None = None):  # noqa: ANN201 -
         demo.load(on.check_server, inputs=model, outputs=health_outputs)
         poll.tick(on.check_server, inputs=model, outputs=health_outputs)
         refresh.click(on.check_server, inputs=model, outputs=health_outputs)
-        case_outputs = [history_box, candidates_box, emphasis_box, target, history_view]
+        case_outputs = [history_box, candidates_box, emphasis_box, target, history_view, lists_view]
         demo.load(on.pick_user, inputs=user, outputs=case_outputs)
         user.change(on.pick_user, inputs=user, outputs=case_outputs)
         run_rerank.click(on.rerank, inputs=[model, hilight, history_box, candidates_box, emphasis_box, target],

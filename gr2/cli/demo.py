@@ -38,7 +38,7 @@ def start_demo(run: Path | None, api_url: str, host: str, port: int, block: bool
 
 def serve_with_demo(run: Path, opts: ServeOptions, host: str = "127.0.0.1", api_port: int = 8000,
                     demo_port: int = 7860, on_ready: Callable[[str], None] | None = None,
-                    exit_after_ready: bool = False) -> None:
+                    exit_after_ready: bool = False, on_page: Callable[[str], None] | None = None) -> None:
     """The page first (seconds), then the API in this process until Ctrl-C (the engine loads in about a
     minute on 2 cores; the page shows that and picks the server up when it answers)."""
     from serving.load import free_port
@@ -46,6 +46,8 @@ def serve_with_demo(run: Path, opts: ServeOptions, host: str = "127.0.0.1", api_
     api_port, demo_port = api_port or free_port(), demo_port or free_port()
     page, url = start_demo(run, f"http://{host}:{api_port}", host, demo_port)
     console.print(f"[bold]demo: {url}[/] (the model answers once the server below is up)", highlight=False)
+    if on_page is not None:
+        on_page(url)
     try:
         serve_until_stopped(run, opts, host, api_port, on_ready=on_ready, exit_after_ready=exit_after_ready)
     finally:

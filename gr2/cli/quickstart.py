@@ -79,13 +79,20 @@ def quickstart(recipe: Path = typer.Option(QUICKSTART_RECIPE, "--recipe",
     from data.prepare import load_stats
     from gr2.cli.data import show_stats
     from gr2.cli.demo import serve_with_demo
+    from gr2.cli.pipeline import STAGES
     from gr2.cli.serve import ServeOptions, serve_until_stopped
 
     started = time.perf_counter()
     pipeline = make_pipeline(recipe, run, set_, force)
     mark = time.perf_counter()
     show_stats(load_stats(pipeline.dataset.path))
-    timings = {"prepare data": round(time.perf_counter() - mark, 1), **pipeline.run()}
+    timings = {"prepare data": round(time.perf_counter() - mark, 1)}
+    timings.update(pipeline.run([s for s in STAGES if s != "eval"]))
+    if eval_is_current(pipeline):  # a rerun decodes nothing again: the reports already show these models
+        console.print(f"eval: the reports in {pipeline.layout.eval} are newer than every model; kept")
+        timings["eval (kept)"] = 0.0
+    else:
+        timings.update(pipeline.run(["eval"]))
     console.print(f"run directory: {pipeline.layout.root}")
     if not serve:
         print_timings(timings, started, "pipeline")
@@ -95,16 +102,31 @@ def quickstart(recipe: Path = typer.Option(QUICKSTART_RECIPE, "--recipe",
     serving_from = time.perf_counter()
 
     def on_ready(url: str) -> None:
-        timings["serve (engine load)"] = round(time.perf_counter() - serving_from, 1)
+        timings["served model answers"] = round(time.perf_counter() - serving_from, 1)
         print_timings(timings, started, "served model" + (" and demo" if demo else ""))
         show_sample_answer(url, body, meta)
 
+    def on_page(url: str) -> None:
+        timings["demo page up"] = round(time.perf_counter() - serving_from, 1)
+
     if demo:
         serve_with_demo(pipeline.layout.root, ServeOptions(), host, port, demo_port, on_ready=on_ready,
-                        exit_after_ready=exit_after_sample)
+                        exit_after_ready=exit_after_sample, on_page=on_page)
     else:
         serve_until_stopped(pipeline.layout.root, ServeOptions(), host, port, on_ready=on_ready,
                             exit_after_ready=exit_after_sample)
+
+
+def eval_is_current(pipeline) -> bool:  # noqa: ANN001 - a gr2.cli.pipeline.Pipeline
+    """Whether each of the recipe's rerank reports exists and is newer than every model of the run."""
+    layout = pipeline.layout
+    reports = [layout.eval / f"rerank-{split}.json" for split in pipeline.recipe.eval.splits]
+    if pipeline.force or not all(r.is_file() for r in reports):
+        return False
+    models = [layout.midtrain / "model", layout.sft / "model", layout.rl("naive") / "model",
+              layout.rl("conditional") / "model"]
+    newest = max((f.stat().st_mtime for m in models if m.is_dir() for f in m.iterdir()), default=0.0)
+    return min(r.stat().st_mtime for r in reports) > newest
 
 
 def print_timings(timings: dict[str, float], started: float, reached: str) -> None:

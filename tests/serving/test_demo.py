@@ -17,8 +17,10 @@ from serving.demo import (
     emphasised_positions,
     moves,
     parse_positions,
+    render_history,
     render_lists,
     render_reports,
+    span_texts,
 )
 from tests.serving.conftest import LORA_NAME, TRAINED_HISTORY, loopback
 
@@ -130,3 +132,16 @@ def test_evaluation_tables_and_plots_come_from_the_run_directory(tmp_path):
     assert "Rerank on ml-100k (test)" in tables and "0.4281" in tables and "0.3962" in tables
     assert [caption for _, caption in plots] == ["eval/rerank-test.png", "rl-conditional/curve-reward.png"]
     assert "no evaluation reports" in render_reports([])
+
+
+def test_hilight_spans_inside_a_title_mark_only_that_part():
+    answer = {"emphasis_spans": [
+        {"history_index": 0, "id": "a", "start": 30, "end": 36, "text": "Matrix"},
+        {"history_index": 1, "id": "b", "start": 0, "end": 40, "text": "<|sid_begin|><s_a_1><|sid_end|> Heat (1995)"}]}
+    positions, source = emphasised_positions(answer, [])
+    page = render_history(["a", "b", "c"], {"a": "The Matrix (1999)", "b": "Heat (1995)", "c": "Up"}, positions,
+                          source, texts=span_texts(answer))
+    assert positions == [0, 1] and source == "HiLight"
+    assert "The <mark class='gr2-emph' title='emphasised (HiLight)'>Matrix</mark> (1999)" in page
+    assert "<mark class='gr2-emph' title='emphasised (HiLight)'>Heat (1995)" in page  # the whole item line
+    assert page.count("<mark") == 2

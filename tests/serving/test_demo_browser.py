@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,11 +49,20 @@ def wait_for(url: str, deadline: float, proc: subprocess.Popen, log: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def demo_urls(small_run, tmp_path_factory):
+def demo_run(request) -> Path:
+    """The session's shrunk quickstart run, or the run ``GR2_DEMO_RUN`` names (e.g. a real quickstart's, for the
+    README's screenshots: ``GR2_DEMO_RUN=~/.cache/gr2/runs/ml-100k-quickstart GR2_SCREENSHOTS=docs``)."""
+    if os.environ.get("GR2_DEMO_RUN"):
+        return Path(os.environ["GR2_DEMO_RUN"]).expanduser()
+    return request.getfixturevalue("small_run")[0]
+
+
+@pytest.fixture(scope="module")
+def demo_urls(demo_run, tmp_path_factory):
     """`gr2 demo --run RUN` in a child process: (page URL, API URL); stopped with Ctrl-C (SIGINT)."""
     from serving.load import free_port
 
-    run, _ = small_run
+    run = demo_run
     api_port, page_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("demo") / "demo.log"
     with log.open("w") as out:
@@ -99,13 +109,13 @@ def browser():
         chromium.close()
 
 
-def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, small_run, screenshots):
+def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, demo_run, screenshots):
     from playwright.sync_api import expect
 
     from serving.demo import RunView
 
     page_url, _ = demo_urls
-    run, _ = small_run
+    run = demo_run
     view = RunView.load(run)
     # a user whose held-out next item is a candidate, not the dropdown's first: the search must work
     case = [c for c in view.users.values() if c.target_is_candidate][1]
@@ -114,15 +124,18 @@ def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, small_
     page.set_default_timeout(60_000)
     page.goto(page_url)
     expect(page.locator("#server-status")).to_contain_text("server ok", timeout=ANSWER_TIMEOUT_MS)
-    expect(page.locator("#model input")).to_have_value("gr2-ml-100k-rl-conditional")
+    served = json.loads(urllib.request.urlopen(f"{demo_urls[1]}/healthz", timeout=10).read())["model"]
+    expect(page.locator("#model input")).to_have_value(served)  # the model switch shows what /healthz serves
 
     # pick the user by typing their id into the dropdown's search and choosing the match
     search = page.locator("#user input")
     search.click()
-    search.fill(case.user_id)
-    page.get_by_role("option", name=f"{case.user_id}  (", exact=False).first.click()
+    search.fill("")
+    search.press_sequentially(case.user_id)  # typed key by key, as the dropdown filters on input events
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(case.user_id)} ")).first.click()
     expect(page.locator("#candidate-ids textarea")).to_have_value(", ".join(case.candidates))
     expect(page.locator("#history-ids textarea")).to_have_value(", ".join(case.history))
+    expect(page.locator("[data-testid=prerank-list] li")).to_have_count(len(case.candidates))
     page.locator("#emphasis textarea").fill("1, 3")
 
     page.locator("#run-rerank").click()
