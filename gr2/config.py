@@ -92,6 +92,7 @@ class Recipe:
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     rl: RLSection = field(default_factory=RLSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    hilight: dict[str, Any] = field(default_factory=dict)  # checked against hilight's HiLightConfig by the CLI at load
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -99,7 +100,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
 
     Every section is checked here (types, choices, ranges, unknown keys at any depth, the tokenizer's
     options against its method); sections that belong to layers above ``gr2`` (``ranker`` options,
-    ``rl.dapo``) are checked by the CLI right after (``gr2.cli.run_options.load_checked_recipe``).
+    ``rl.dapo``, ``hilight``) are checked by the CLI right after (``gr2.cli.run_options.load_checked_recipe``).
     """
     path = Path(path)
     if not path.is_file():

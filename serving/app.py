@@ -10,7 +10,9 @@ prompt. Load is bounded (``serving.limits.Admission``): past the bound a request
 history is cut to the run's ``max_history`` (most recent) and a K other than the trained one is
 flagged, both said in the response. Prompt building runs in a thread, not on the event loop.
 ``/v1/recommend`` exists when the server has a ``Cascade`` (a run with a trained ranker):
-retrieval -> ranker -> the same rerank path.
+retrieval -> ranker -> the same rerank path. With an ``emphasizer`` (a run with a trained HiLight
+actor), ``/v1/rerank`` takes ``"emphasis": "hilight"``: the actor marks history spans, the prompt
+carries them as emphasis tags, and the response lists them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -30,10 +32,11 @@ from starlette.routing import BaseRoute, Match
 
 from gr2.engines.vllm_engine import BaseRerankEngine, PreparedPrompt, PromptTooLong, RerankOutcome
 from gr2.rerank_data import ItemCatalog
-from gr2.rerank_format import ParsedAnswer, PromptItem
+from gr2.rerank_format import Emphasis, ParsedAnswer, PromptItem, item_line
 from serving.cascade import Cascade
 from serving.limits import Admission, ASGIApp, BodyLimit, Message, Overloaded, Receive, Scope, Send, ServeLimits
 from serving.schemas import (
+    EmphasisSpan,
     ErrorBody,
     ItemRef,
     Recommendation,
@@ -124,7 +127,9 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 429)}
 
 def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, limits: ServeLimits | None = None,
                start_engine: bool = True, cascade: Cascade | None = None,
-               trained: TrainedShape | None = None) -> FastAPI:
+               trained: TrainedShape | None = None,
+               emphasizer: Callable[[list[PromptItem], list[PromptItem]], list] | None = None) -> FastAPI:
+    """``emphasizer``: history and candidate items -> ``hilight.spans.Span`` list (``hilight.Emphasizer``)."""
     limits = limits or ServeLimits()
     trained = trained or TrainedShape()
     metrics = Metrics()
@@ -187,7 +192,7 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
             metrics.rejected.labels(endpoint, exc.reason).inc()
             raise HTTPException(429, exc.detail, headers={"Retry-After": str(exc.retry_after)}) from None
 
-    async def run_engine(history: list[PromptItem], candidates: list[PromptItem], emphasize: list[int],
+    async def run_engine(history: list[PromptItem], candidates: list[PromptItem], emphasize: Emphasis,
                          adapter: str | None) -> RerankOutcome:
         """The prompt, built and measured in a thread, then generation; 413 when the prompt and its answer
         would not fit the engine's context (the client's to fix: fewer or shorter items)."""
@@ -224,6 +229,11 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
         bad = [p for p in body.emphasize_history if not 0 <= p < len(body.history)]
         if bad:
             raise HTTPException(422, f"emphasize_history: positions {bad[:5]} are not history positions")
+        if body.emphasis == "hilight" and emphasizer is None:
+            raise HTTPException(422, "emphasis: this server has no HiLight actor (train one with `gr2 hilight train "
+                                     "--run RUN` and restart the server)")
+        if body.emphasis == "hilight" and body.emphasize_history:
+            raise HTTPException(422, "give emphasize_history or emphasis 'hilight', not both")
         _, history = resolve(body.history, "history")
         _, candidates = resolve(body.candidates, "candidates")
         warnings: list[str] = []
@@ -241,8 +251,20 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
         k = len(candidates)
         if (note := k_warning("/v1/rerank", k)) is not None:
             warnings.append(note)
+        spans = None
         async with admitted("/v1/rerank"):
+            if body.emphasis == "hilight":  # on the items as the model sees them: cut, stripped of markup
+                spans = await asyncio.to_thread(emphasizer, [engine.clean_item(i) for i in history],
+                                                [engine.clean_item(i) for i in candidates])
+                emphasize = {}
+                for span in spans:
+                    emphasize.setdefault(span.item, []).append((span.start, span.end))
             outcome = await run_engine(history, candidates, emphasize, adapter)
+        shown = None
+        if spans is not None:
+            lines = [item_line(engine.clean_item(i)) for i in history]
+            shown = [EmphasisSpan(history_index=s.item + dropped, id=body.history[s.item + dropped].id, start=s.start,
+                                  end=s.end, text=lines[s.item][s.start:s.end]) for s in spans]
         order = outcome.answer.order[: body.top_n] if body.top_n else outcome.answer.order
         results = [RerankResult(index=i, id=ids[i], relevance_score=round(1 - rank / k, 6))
                    for rank, i in enumerate(order)]
@@ -252,6 +274,7 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
             repaired=outcome.answer.repaired, fallback=outcome.fallback, fallback_reason=outcome.fallback_reason,
             usage=usage(outcome), history_used=len(history), history_truncated=bool(dropped),
             trained_k=trained.k, k_differs=trained.k is not None and k != trained.k, warnings=warnings,
+            emphasis_spans=shown,
         )
 
     if cascade is not None:
@@ -310,7 +333,7 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             return JSONResponse({"status": "unhealthy", "detail": str(exc)[:200]}, status_code=503)
         return {"status": "ok", "model": model_name, "adapters": engine.adapters, "backend": engine.backend,
-                "items": len(catalog.titles), "recommend": cascade is not None,
+                "items": len(catalog.titles), "recommend": cascade is not None, "hilight": emphasizer is not None,
                 "trained": {"max_history": trained.max_history, "k": trained.k},
                 "load": {"in_flight": admission.in_flight, "queued": admission.queued,
                          "max_in_flight": limits.max_in_flight, "max_queue": limits.max_queue}, **engine.stats()}

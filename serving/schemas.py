@@ -6,7 +6,7 @@ are checked in the handlers so each gets its own 4xx message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,12 +33,23 @@ class RerankRequest(BaseModel):
     return_reasoning: bool = False
     emphasize_history: list[int] = Field(default_factory=list, max_length=HARD_MAX_ITEMS,
                                          description="History positions to wrap in emphasis tags (HiLight).")
+    emphasis: Literal["none", "hilight"] = Field(
+        "none", description="hilight: the run's trained HiLight actor picks the history spans to emphasise before "
+                            "the model ranks (returned in emphasis_spans); instead of emphasize_history.")
 
 
 class RerankResult(BaseModel):
     index: int = Field(..., description="Position of the candidate in the request.")
     id: str
     relevance_score: float = Field(..., description="1 for the top result, decreasing linearly with rank.")
+
+
+class EmphasisSpan(BaseModel):
+    history_index: int = Field(..., description="Position of the item in the request's history.")
+    id: str
+    start: int = Field(..., description="First character of the span in the item's prompt line (SID and title).")
+    end: int = Field(..., description="One past its last character.")
+    text: str
 
 
 class Usage(BaseModel):
@@ -65,6 +76,8 @@ class RerankResponse(BaseModel):
                                                "but outside what the model learned.")
     warnings: list[str] = Field(default_factory=list,
                                 description="What the server changed or would have you know (truncation, K).")
+    emphasis_spans: list[EmphasisSpan] | None = Field(None, description="With emphasis 'hilight': the history spans "
+                                                                        "the actor emphasised.")
 
 
 class RecommendRequest(BaseModel):

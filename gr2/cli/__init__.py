@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from gr2.cli import bench, data, demo, evaluate, quickstart, rank, serve, tokenizer, traces, train  # noqa: E402
+from gr2.cli import bench, data, demo, evaluate, hilight, quickstart, rank, serve, tokenizer, traces, train  # noqa: E402
 
 app = typer.Typer(
     help="GR2: semantic-ID LLM reranking for recommender systems.",
@@ -26,6 +26,7 @@ app.add_typer(train.app, name="train", help="Training stages of a recipe: pretra
 app.add_typer(traces.app, name="traces", help="Teacher traces for stage-2 SFT.")
 app.add_typer(evaluate.app, name="eval", help="Evaluate rerankers against the pre-ranker.")
 app.add_typer(bench.app, name="bench", help="Benchmarks that print side-by-side ratios.")
+app.add_typer(hilight.app, name="hilight", help="HiLight: an emphasis actor trained against a frozen solver.")
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)

@@ -23,9 +23,10 @@ ForceOption = typer.Option(False, "--force", help="Redo stages whose output alre
 
 def load_checked_recipe(recipe: Path, sets: list[str]):  # noqa: ANN201 - a gr2.config.Recipe
     """The recipe with ``--set`` overrides, every section validated now: ``load_recipe`` checks what ``gr2``
-    owns, this adds the sections of layers ``gr2`` may not import (the ranker's config, ``rl.dapo``), so a
-    typo anywhere fails in the first seconds with its key's path, not when its stage starts."""
+    owns, this adds the sections of layers ``gr2`` may not import (the ranker's config, ``rl.dapo``,
+    ``hilight``), so a typo anywhere fails in the first seconds with its key's path, not when its stage starts."""
     from gr2.config import load_recipe
+    from hilight.config import hilight_config
     from rankers.run import load_config_file, make_config
     from rl.config import dapo_config
 
@@ -36,6 +37,7 @@ def load_checked_recipe(recipe: Path, sets: list[str]):  # noqa: ANN201 - a gr2.
                     where="ranker.options")
         for reward in loaded.rl.rewards:
             dapo_config(loaded.rl.dapo, seed=loaded.seed, reward=reward)
+        hilight_config(loaded.hilight)
     except DataError as exc:  # a ranker config file names itself; the rest is the recipe's
         raise ConfigError(exc.message, exc.path or recipe, exc.line) from None
     return loaded

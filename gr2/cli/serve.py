@@ -1,7 +1,8 @@
 """``gr2 serve --run DIR``: the HTTP rerank service for a trained run (uvicorn + in-process vLLM).
 
 With the run's ranker (``RUN/ranker``) the server also answers ``/v1/recommend``: retrieval ->
-SASRec -> GR2 rerank. ``--lora name=DIR`` serves PEFT adapters next to the model (vLLM LoRA);
+SASRec -> GR2 rerank. With a trained HiLight actor (``RUN/hilight/actor``) ``/v1/rerank`` also takes
+``"emphasis": "hilight"``. ``--lora name=DIR`` serves PEFT adapters next to the model (vLLM LoRA);
 ``--engine transformers`` serves the same model through plain ``generate`` (the benchmark's peer).
 """
 
@@ -104,10 +105,15 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
             retriever=opts.retriever, retrieve_n=opts.retrieve_n, k=opts.k or trained.k,
             max_history=trained.max_history))
     name = f"gr2-{dataset.name}-{model_dir.parent.name}"
+    emphasizer = None
+    if (run / "hilight" / "actor" / "actor.pt").is_file():
+        from hilight.emphasizer import Emphasizer
+
+        emphasizer = Emphasizer.from_dir(run / "hilight" / "actor")
     limits = ServeLimits(max_candidates=opts.max_candidates, max_history=opts.max_history,
                          max_body_bytes=opts.max_body_bytes, max_in_flight=opts.max_in_flight,
                          max_queue=opts.max_queue, max_queue_wait_s=opts.max_queue_wait_s)
-    app = create_app(engine, catalog, name, limits, cascade=cascade, trained=trained)
+    app = create_app(engine, catalog, name, limits, cascade=cascade, trained=trained, emphasizer=emphasizer)
     return app, name, model_dir
 
 
