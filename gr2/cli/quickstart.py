@@ -87,7 +87,8 @@ def quickstart(recipe: Path = typer.Option(QUICKSTART_RECIPE, "--recipe",
     mark = time.perf_counter()
     show_stats(load_stats(pipeline.dataset.path))
     timings = {"prepare data": round(time.perf_counter() - mark, 1)}
-    timings.update(pipeline.run([s for s in STAGES if s != "eval"]))
+    # evaluation last (kept when current); no RL stage (nor its imports) when the recipe has no RL reward
+    timings.update(pipeline.run([s for s in STAGES if s != "eval" and (s != "rl" or pipeline.recipe.rl.rewards)]))
     if eval_is_current(pipeline):  # a rerun decodes nothing again: the reports already show these models
         console.print(f"eval: the reports in {pipeline.layout.eval} are newer than every model; kept")
         timings["eval (kept)"] = 0.0
