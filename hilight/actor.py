@@ -70,7 +70,8 @@ class EmphasisActor(nn.Module):
     # -- building ----------------------------------------------------------------------------------
     @classmethod
     def from_backbone(cls, model_dir: str | Path, config: ActorConfig) -> EmphasisActor:
-        """The backbone of a causal LM directory (its decoder without the LM head), LoRA-wrapped if asked."""
+        """The backbone of a causal LM (a directory, or a name ``load_base_model`` knows such as ``gemma3-270m``):
+        its decoder without the LM head, LoRA-wrapped if asked."""
         from gr2.base_model import load_base_model
 
         lm, tokenizer = load_base_model(model_dir)
@@ -82,7 +83,8 @@ class EmphasisActor(nn.Module):
             lora = config.lora
             backbone = get_peft_model(backbone, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                            target_modules=lora.target_modules))
-        return cls(backbone, tokenizer, config, str(Path(model_dir).resolve()))
+        source = str(Path(model_dir).resolve()) if Path(model_dir).is_dir() else str(model_dir)  # or a name
+        return cls(backbone, tokenizer, config, source)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """What training changes (heads, plus the backbone or its LoRA weights): all a checkpoint needs."""

@@ -39,6 +39,31 @@ def _model(run: Path, name: str) -> Path:
         raise DataError(str(exc), run) from None
 
 
+def _backbone(run: Path, name: str) -> str:
+    """The actor's backbone: a stage of the run, a model directory, or a name ``load_base_model`` knows
+    (``gemma3-270m``, converted from its package)."""
+    from hilight.solver import resolve_model
+
+    try:
+        return str(resolve_model(run, name))
+    except FileNotFoundError:
+        if "/" in name or name.startswith("."):
+            raise DataError(f"no model for actor.backbone {name!r}", run) from None
+        return name
+
+
+def _tokenizer(run: Path, name: str):  # noqa: ANN202 - a Hugging Face tokenizer
+    """The backbone's tokenizer: what the budget counts tokens with when no actor is loaded."""
+    from transformers import AutoTokenizer
+
+    spec = _backbone(run, name)
+    if Path(spec).is_dir():
+        return AutoTokenizer.from_pretrained(spec)
+    from gr2.base_model import load_base_model
+
+    return load_base_model(spec)[1]
+
+
 @app.command("train")
 @friendly_errors
 def train_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list[str] = SetOption,
@@ -59,7 +84,7 @@ def train_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: l
         for path in [*out.glob("checkpoint-*"), out / "best", out / "actor"]:
             shutil.rmtree(path, ignore_errors=True)
     started = time.perf_counter()
-    actor = EmphasisActor.from_backbone(_model(pipeline.layout.root, config.actor.backbone), config.actor)
+    actor = EmphasisActor.from_backbone(_backbone(pipeline.layout.root, config.actor.backbone), config.actor)
     t = config.training
     train = pipeline.examples("train", t.max_examples, pipeline.recipe.seed, with_target=True)
     valid = pipeline.examples("valid", 0, pipeline.recipe.seed, with_target=True)
@@ -96,8 +121,6 @@ def eval_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: li
     writes RUN/hilight/eval/NAME-SPLIT.{json,md,png}."""
     import dataclasses
 
-    from transformers import AutoTokenizer
-
     from data.candidates import load_candidate_summary
     from data.embeddings import embed_items
     from hilight.actor import EmphasisActor
@@ -122,8 +145,7 @@ def eval_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: li
     if solver_model:
         solver_config = dataclasses.replace(solver_config, model=solver_model)
     report = name or ("eval" if not solver_model else f"eval-{Path(solver_model).name}")
-    tokenizer = loaded.tokenizer if loaded is not None else \
-        AutoTokenizer.from_pretrained(str(_model(run_dir, config.actor.backbone)))
+    tokenizer = loaded.tokenizer if loaded is not None else _tokenizer(run_dir, config.actor.backbone)
     embeddings = embed_items(pipeline.dataset, show_progress=False).vectors if "similarity" in names else None
     table = build_methods(names, config.budget, config.actor.granularity, config.actor.window, config.training.seed,
                           embeddings, loaded, pipeline.catalog, config.eval.decode)
@@ -161,8 +183,6 @@ def apply_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: l
               out_file: Path | None = typer.Option(None, "--out", help="Also write the emphasised prompts as JSONL.")
               ) -> None:
     """Show what a method emphasises in some users' histories (and write the rendered prompts)."""
-    from transformers import AutoTokenizer
-
     from data.artifacts import write_text_atomic
     from data.embeddings import embed_items
     from gr2.rerank_format import EMPHASIS_CLOSE, EMPHASIS_OPEN
@@ -179,8 +199,7 @@ def apply_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: l
         if not (actor_dir / "actor.pt").is_file():
             raise DataError("no trained actor (gr2 hilight train first, or --actor DIR)", actor_dir)
         loaded = EmphasisActor.load(actor_dir)
-    tokenizer = loaded.tokenizer if loaded is not None else \
-        AutoTokenizer.from_pretrained(str(_model(pipeline.layout.root, config.actor.backbone)))
+    tokenizer = loaded.tokenizer if loaded is not None else _tokenizer(pipeline.layout.root, config.actor.backbone)
     embeddings = embed_items(pipeline.dataset, show_progress=False).vectors if method == "similarity" else None
     chosen = build_methods([method], config.budget, config.actor.granularity, config.actor.window,
                            config.training.seed, embeddings, loaded, pipeline.catalog, config.eval.decode)[method]
