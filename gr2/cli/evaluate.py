@@ -50,7 +50,7 @@ EXPORTED = ("eval/*.json", "eval/*.md", "eval/*.png", "recipe.yaml", "timings.js
             "traces/traces.summary.json", "sft/metrics.json", "rl-*/metrics.json", "rl-*/curve-*.png",
             "ranker/metrics.json", "ranker/candidates/summary.json",
             "hilight/eval/*.json", "hilight/eval/*.md", "hilight/eval/*.png", "hilight/metrics.json",
-            "hilight/manifest.json", "hilight/curve-*.png", "hilight/actor/actor_config.json")
+            "hilight/manifest.json", "hilight/timings.json", "hilight/curve-*.png", "hilight/actor/actor_config.json")
 
 
 @app.command("export")
