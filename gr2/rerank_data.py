@@ -51,10 +51,16 @@ class ItemCatalog:
     item_ids: list[str]  # the dataset's own ids, as API requests name items
 
     @classmethod
-    def build(cls, ds: PreparedDataset, sids: SemanticIDs) -> ItemCatalog:
+    def build(cls, ds: PreparedDataset, sids: SemanticIDs, max_title_chars: int | None = None) -> ItemCatalog:
+        """``max_title_chars`` cuts titles (after sanitising): shorter prompts for a model that pays per token."""
         if len(sids) != ds.num_items:
             raise ValueError(f"semantic IDs cover {len(sids)} items, the dataset has {ds.num_items}")
-        return cls(sids, ds.items["title"].tolist(), ds.items["item_id"].astype(str).tolist())
+        from gr2.rerank_format import sanitize_item_text
+
+        titles = ds.items["title"].tolist()
+        if max_title_chars is not None:
+            titles = [sanitize_item_text(t, max_chars=max_title_chars) for t in titles]
+        return cls(sids, titles, ds.items["item_id"].astype(str).tolist())
 
     def prompt_items(self, items: list[int]) -> list[PromptItem]:
         return [PromptItem(self.sids.sid(i), self.titles[i]) for i in items]

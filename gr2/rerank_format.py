@@ -27,9 +27,12 @@ SYSTEM_PROMPT = (
 )
 
 # Anything that could be read as markup by the model or by our parser: chat special tokens
-# (<|im_start|>, <|sid_begin|>, <|endoftext|>...), SID level tokens, reasoning and emphasis tags.
+# (<|im_start|>, <|sid_begin|>, <|endoftext|>...), SID level tokens, reasoning and emphasis tags, and
+# Gemma's control tokens (<start_of_turn>, <bos>, <unused12>..., gr2.gemma) for the models trained on it.
 _MARKUP = re.compile(
-    r"<\|[^<>|]{0,64}\|>|<s_[a-z]{1,2}_\d{1,6}>|</?think>|<(?:start|end)_important>|</?tool_call>",
+    r"<\|[^<>|]{0,64}\|>|<s_[a-z]{1,2}_\d{1,6}>|</?think>|<(?:start|end)_important>|</?tool_call>"
+    r"|<(?:start|end)_of_(?:turn|image)>|<(?:bos|eos|pad|unk|mask|image_soft_token)>|<unused\d{1,5}>"
+    r"|\[multimodal\]",
     re.IGNORECASE,
 )
 _SPACES = re.compile(r"\s+")

@@ -19,6 +19,7 @@ from annotated_types import Ge, Gt, Lt
 
 from data.configs import build_config
 from data.errors import ConfigError
+from gr2.recipes.common import LoraSettings
 from rl.rewards import RewardKind
 
 Probability = Annotated[float, Gt(0), Lt(1)]
@@ -63,6 +64,9 @@ class DAPOConfig:
     rollout_constraint: Literal["permutation", "candidates", "none"] = "permutation"
     max_reasoning_tokens: Annotated[int, Ge(0)] = 64  # constrained rollouts cut the reasoning here
     train_reasoning: bool = True  # False: the loss skips the reasoning (through </think>); only the ranking learns
+    # LoRA for the policy (None: full fine-tuning). It continues the SFT stage's adapter when that stage left one,
+    # so every adapter of a run applies to stage 1's model and vLLM serves them side by side (gr2 serve --lora).
+    lora: LoraSettings | None = None
     grpo: dict[str, Any] = field(default_factory=dict)  # any other GRPOConfig field, passed through
 
     def __post_init__(self) -> None:

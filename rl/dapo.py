@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from evals.report import line_chart
+from evals.report import line_chart, panel_chart
 from gr2.answer_constraint import RerankAnswerConstraint
-from gr2.base_model import load_base_model
-from gr2.recipes.common import cuda_available, finish_stage, train_resuming
+from gr2.base_model import ADAPTER_CONFIG, load_adapter, load_base_model
+from gr2.recipes.common import StepTimer, cuda_available, finish_stage, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.rerank_format import THINK_CLOSE
 from rl.config import DAPOConfig
@@ -35,9 +35,15 @@ CURVES = {
 }
 
 
+# GR2's reward-hacking monitors, drawn side by side for the reward variants (rl-reward-hacking.png)
+HACKING_PANELS = ("rerank/identity", "rerank/format_valid", "rerank/rank_gain")
+
+
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
-    """One PNG per monitored curve with a line per reward variant (e.g. naive vs conditional): GR2's
-    reward-hacking picture, where the naive reward's identity rate climbs and the conditional one's does not."""
+    """One PNG per monitored curve with a line per reward variant (e.g. naive vs conditional), and
+    ``rl-reward-hacking.png`` with the identity-permutation rate, format-valid rate and mean rank gain side by
+    side: GR2's reward-hacking picture, where the naive reward's identity rate climbs and the conditional
+    one's does not."""
     import json
 
     curves = {name: json.loads((run / "metrics.json").read_text())["curves"] for name, run in runs.items()
@@ -48,6 +54,11 @@ def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
         if len(series) >= 2:
             paths.append(line_chart(Path(out_dir) / f"rl-{key.replace('/', '-')}.png", series,
                                     f"RL rewards compared: {label}", ylabel=label))
+    panels = {CURVES[key]: {name: (c[CURVES[key]]["step"], c[CURVES[key]]["value"]) for name, c in curves.items()
+                            if c.get(CURVES[key])} for key in HACKING_PANELS}
+    if len(curves) >= 2 and all(panels.values()):
+        paths.append(panel_chart(Path(out_dir) / "rl-reward-hacking.png", panels,
+                                 "Reward hacking: " + " vs ".join(curves) + " (per RL step)"))
     return paths
 
 
@@ -109,15 +120,27 @@ def grpo_config(out_dir: Path, config: DAPOConfig):
     )
 
 
+def load_policy(model_dir: str | Path, config: DAPOConfig, adapter_dir: str | Path | None = None):
+    """The policy and its tokenizer, and the PEFT config for the trainer to apply (None when the model is
+    trained whole or already carries its adapter): with ``config.lora``, the SFT stage's adapter
+    (``adapter_dir``) continues training when there is one, otherwise a new adapter goes on the model."""
+    if config.lora is not None and adapter_dir is not None and (Path(adapter_dir) / ADAPTER_CONFIG).is_file():
+        model, tokenizer = load_adapter(adapter_dir, merge=False, trainable=True)
+        return model, tokenizer, None
+    model, tokenizer = load_base_model(model_dir)
+    return model, tokenizer, (config.lora.peft_config() if config.lora is not None else None)
+
+
 def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: ItemCatalog, out_dir: Path,
-             config: DAPOConfig) -> dict:
+             config: DAPOConfig, adapter_dir: str | Path | None = None) -> dict:
+    """DAPO from ``model_dir`` (with ``config.lora``: continuing the adapter in ``adapter_dir`` when given)."""
     from trl.rewards import get_soft_overlong_punishment
 
     if config.rollout_constraint not in ("permutation", "candidates", "none"):
         raise ValueError(f"rl.dapo.rollout_constraint {config.rollout_constraint!r}: expected permutation, "
                          "candidates or none")
     out_dir = Path(out_dir)
-    model, tokenizer = load_base_model(model_dir)
+    model, tokenizer, peft_config = load_policy(model_dir, config, adapter_dir)
     dataset = rl_dataset(examples, catalog)
     if config.rollout_constraint != "none":
         check_completion_budget(tokenizer, dataset["candidate_sids"], config)
@@ -139,6 +162,8 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
         loss_skips_until=None if config.train_reasoning else tokenizer.encode(THINK_CLOSE, add_special_tokens=False),
         informative_reward=rank_reward.__name__,  # the length punishment alone must not keep a group
         rollout_constraint=rollout_constraint,  # rollouts decoded, and scored, under the answer constraint
+        peft_config=peft_config,
+        callbacks=[timer := StepTimer()],
     )
     result = train_resuming(trainer, out_dir)
     history = [e for e in trainer.state.log_history if "step" in e]
@@ -150,6 +175,7 @@ def train_rl(model_dir: str | Path, examples: list[RerankExample], catalog: Item
                 line_chart(out_dir / f"curve-{key.replace('/', '-')}.png", {label: curves[label]},
                            f"RL ({config.reward}): {label}")
     metrics = {"steps": result.global_step, "train_loss": result.training_loss, "prompts": len(dataset),
+               "step_seconds": timer.summary(),
                "curves": {label: {"step": xs, "value": ys} for label, (xs, ys) in curves.items()},
                "config": asdict(config)}
     return finish_stage(trainer, tokenizer, out_dir, metrics)

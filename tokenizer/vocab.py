@@ -24,7 +24,7 @@ average, up to 0.99 pairwise, and stayed so through mid-training), and a model t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ class VocabExtension:
     old_vocab_size: int  # embedding rows before
     new_vocab_size: int  # embedding rows after
     init: str
+    new_ids: list[int] = field(default_factory=list)  # ids of the tokens that were new (rows LoRA may train)
 
 
 def extend_vocabulary(hf_tokenizer: Any, hf_model: Any, sid_tokenizer: SemanticIDs,
@@ -87,7 +88,8 @@ def extend_vocabulary(hf_tokenizer: Any, hf_model: Any, sid_tokenizer: SemanticI
                 _text_init(w, old_rows, text_ids, sid_tokenizer, token_ids, set(new))
             if noise > 0 and len(new_ids):
                 w[new_ids] += _covariance_noise(w[:old_rows], len(new_ids), noise, seed + i)
-    return VocabExtension(token_ids, len(new), old_rows, hf_model.get_input_embeddings().weight.shape[0], init)
+    return VocabExtension(token_ids, len(new), old_rows, hf_model.get_input_embeddings().weight.shape[0], init,
+                          [token_ids[t] for t in new])
 
 
 def _text_init(w: Any, old_rows: int, text_ids: list[list[int]], sid: SemanticIDs, token_ids: dict[str, int],

@@ -97,7 +97,7 @@ class Pipeline:
         from gr2.rerank_data import ItemCatalog
         from tokenizer.fit import load_semantic_ids
 
-        return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid))
+        return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid), self.recipe.max_title_chars)
 
     def examples(self, split: str, limit: int, seed: int, with_target: bool = False, max_history: int | None = None):
         """A split's rerank examples (a seeded sample of ``limit`` rows); ``with_target`` keeps only rows whose
@@ -177,6 +177,8 @@ class Pipeline:
         # the train-split targets (seq[-3] ...) stay out of stage 1, as they stay out of the ranker's folds
         mixture = dataclasses.replace(config.mixture, pick_history=self.recipe.max_history,
                                       pick_candidates=self.recipe.ranker.k, holdout_last=self.recipe.ranker.train_cuts)
+        if self.recipe.max_title_chars is not None:  # stage 1 ties SIDs to the titles the prompts will show
+            mixture = dataclasses.replace(mixture, max_title_chars=self.recipe.max_title_chars)
         valid_score = self.stage1_valid_score(config.select_users) if config.patience else None
         midtrain(base, self.dataset, self.catalog.sids, self.layout.midtrain,
                  dataclasses.replace(config, mixture=mixture), valid_score)
@@ -269,7 +271,7 @@ class Pipeline:
             self._start_training(out)
             config = dapo_config(section.dapo, seed=self.recipe.seed, reward=reward)
             examples = self.examples("train", section.max_examples, self.recipe.seed, with_target=True)
-            train_rl(self.layout.sft / "model", examples, self.catalog, out, config)
+            train_rl(self.layout.sft / "model", examples, self.catalog, out, config, self.layout.sft / "adapter")
         if is_main_process():
             runs = {f"RL-{reward}": self.layout.rl(reward) for reward in ("naive", "conditional")}
             for path in compare_reward_curves(runs, self.layout.eval):

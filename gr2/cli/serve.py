@@ -83,7 +83,7 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
         raise DataError(f"unknown engine {opts.engine!r}; available: {list(ENGINES)}")
     recipe = yaml.safe_load(recipe_file.read_text())
     dataset = load_prepared(recipe["dataset"])
-    catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"))
+    catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"), recipe.get("max_title_chars"))
     model_dir = opts.model or pick_model(run)
     settings = EngineSettings(str(model_dir), timeout_s=opts.timeout_s, max_new_tokens=opts.max_new_tokens,
                               exact_tokens=opts.exact_tokens, constraint=opts.constraint,

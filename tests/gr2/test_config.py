@@ -165,3 +165,12 @@ def test_shipped_ranker_and_tokenizer_configs_validate(name):
         make_config("sasrec", values)
     else:
         make_quantizer(name.split("/")[1].removesuffix(".yaml"), **values)
+
+
+def test_lora_on_new_token_rows_refuses_whole_embedding_modules():
+    """trainable_tokens: new trains the added rows only; modules_to_save: [embed_tokens] would train all of them."""
+    with pytest.raises(ConfigError, match="midtrain.lora.*drop embed_tokens"):
+        load_recipe("configs/games-gemma-270m.yaml", {"midtrain.lora.modules_to_save": ["embed_tokens"]})
+    recipe = load_recipe("configs/games-gemma-270m.yaml")
+    assert recipe.base_model == "gemma3-270m" and recipe.midtrain.lora.trainable_tokens == "new"
+    assert recipe.rl.dapo["rollout_constraint"] == "none" and recipe.rl.rewards == ["naive", "conditional"]

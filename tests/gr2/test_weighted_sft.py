@@ -14,6 +14,7 @@ from gr2.weighted_sft import (
     WeightedCompletionCollator,
     WeightedSFTTrainer,
     encode_weighted_example,
+    weighted_selected_loss,
     weighted_token_loss,
 )
 from tests.conftest import small_model_config
@@ -56,6 +57,25 @@ def test_weighted_loss_matches_hand_computation():
     ce = [-logp[0, 0, 3], -logp[0, 1, 5], -logp[0, 2, 1]]
     expected = (0.1 * ce[0] + ce[1] + ce[2]) / 2.1
     torch.testing.assert_close(weighted_token_loss(logits, labels, weights), expected)
+
+
+def test_loss_on_the_answer_positions_alone_equals_the_full_loss(ml100k):
+    """The output layer run on the weighted positions only (what a 262k-row vocabulary needs) gives the full
+    forward's loss and gradients."""
+    model, tok = build_tiny_model(ml100k.item_texts(), SMALL)
+    rows = [encode_weighted_example(tok, *conversation(i), LossWeights(0.1, 1.0)) for i in range(4)]
+    batch = WeightedCompletionCollator(tok.pad_token_id)(rows)
+    args = batch["input_ids"], batch["attention_mask"], batch["labels"], batch["loss_weights"]
+    full = weighted_token_loss(model(input_ids=args[0], attention_mask=args[1]).logits, *args[2:])
+    full.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    selected = weighted_selected_loss(model, *args, min_vocab=0)
+    selected.backward()
+    torch.testing.assert_close(selected, full)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], msg=lambda m, n=name: f"{n}: {m}")
+    assert weighted_selected_loss(model, *args) is None  # a small vocabulary keeps the full forward
 
 
 @pytest.mark.slow

@@ -175,6 +175,51 @@ def test_compare_reward_curves_draws_one_line_per_variant(tmp_path):
     assert paths[0].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_reward_hacking_panels_show_both_variants(tmp_path):
+    for name, identity in (("naive", [0.1, 0.5, 0.9]), ("conditional", [0.1, 0.1, 0.05])):
+        run = tmp_path / f"rl-{name}"
+        run.mkdir()
+        curves = {label: {"step": [1, 2, 3], "value": values} for label, values in (
+            ("identity-permutation rate", identity), ("format-valid rate", [0.9, 0.95, 1.0]),
+            ("mean rank gain (positions)", [0.2, 0.1, 0.0]))}
+        (run / "metrics.json").write_text(json.dumps({"curves": curves}))
+    paths = compare_reward_curves({f"RL-{n}": tmp_path / f"rl-{n}" for n in ("naive", "conditional")},
+                                  tmp_path / "eval")
+    assert paths[-1].name == "rl-reward-hacking.png" and paths[-1].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_rl_with_lora_continues_the_sft_adapter(tiny_sid_model, ml100k_catalog, ml100k_examples, tmp_path):
+    """With rl.dapo.lora, RL trains the SFT stage's adapter further, so its own adapter applies to the same
+    base (stage 1's model) as the SFT one and vLLM can serve both by name; the merged model is saved too."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gr2.recipes.common import LoraSettings
+
+    sft_adapter = tmp_path / "sft-adapter"
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_sid_model),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(sft_adapter)
+    AutoTokenizer.from_pretrained(tiny_sid_model).save_pretrained(sft_adapter)
+    config = DAPOConfig(num_generations=4, prompts_per_step=2, max_steps=1, max_completion_length=100,
+                        soft_punish_cache=8, max_refill_rounds=2, save_steps=5, learning_rate=1e-2,
+                        max_reasoning_tokens=4, lora=LoraSettings(r=4, alpha=8, modules_to_save=[]))
+    out = tmp_path / "rl"
+    metrics = train_rl(tmp_path / "unused-merged-sft", ml100k_examples[:20], ml100k_catalog, out, config,
+                       adapter_dir=sft_adapter)
+    assert metrics["steps"] == 1 and metrics["adapter"] == str(out / "adapter")
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_sid_model.resolve())
+    assert adapter_config["r"] == 4 and sorted(adapter_config["target_modules"]) == ["q_proj", "v_proj"]
+    before, after = load_file(sft_adapter / "adapter_model.safetensors"), load_file(out / "adapter" /
+                                                                                    "adapter_model.safetensors")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert (out / "model" / "config.json").is_file()
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_sid_model), out / "adapter")
+
+
 def test_unknown_rollout_constraint_is_refused_before_loading(tmp_path):
     with pytest.raises(ValueError, match="rollout_constraint 'grammar'"):
         train_rl(tmp_path / "no-model", [], None, tmp_path / "out", DAPOConfig(rollout_constraint="grammar"))
