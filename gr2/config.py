@@ -74,6 +74,7 @@ class EvalSection:
     likelihood_row: bool = True  # the stage-1 model's candidate-likelihood order as a row
     teacher_row: bool = True  # the heuristic teacher's greedy order as a row (when the recipe's teacher is heuristic)
     stage1_full_ranking: bool = True  # also rank the whole catalogue with stage 1 beside SASRec and co-occurrence
+    models: Literal["all", "served"] = "all"  # "served": only the stage `gr2 serve` would serve (quickstart)
     full_ranking_users: int = 0  # stage-1 full-ranking eval: a seeded sample of each split's users (0 = all)
 
 

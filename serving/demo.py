@@ -359,6 +359,20 @@ def render_reports(reports: list[dict]) -> str:
     return "".join(out)
 
 
+def render_plots(plots: list[tuple[str, str]]) -> str:
+    """The plots inline (PNG as data URIs: the page needs no file route into the run directory), two a row."""
+    import base64
+
+    if not plots:
+        return "<p class='gr2-muted'>No plots in this run yet.</p>"
+    cells = []
+    for path, caption in plots:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        cells.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption class='gr2-id'>{html.escape(caption)}</figcaption></figure>")
+    return f"<div class='gr2-plots' data-testid='eval-plots'>{''.join(cells)}</div>"
+
+
 def message(text: str, kind: str = "error") -> str:
     """A message box for the page (``kind``: error, info, ok); text is escaped, an empty text shows nothing."""
     if not text:
@@ -408,6 +422,9 @@ CSS = """
 .gr2-ok {background: #dcfce7; color: #166534; border: 1px solid #86efac;}
 .gr2-info {background: #e0f2fe; color: #075985; border: 1px solid #7dd3fc;}
 .gr2-table {overflow-x: auto;}
+.gr2-plots {display: grid; grid-template-columns: 1fr 1fr; gap: 1em;}
+.gr2-plots figure {margin: 0;}
+.gr2-plots img {width: 100%; height: auto; border: 1px solid #eee;}
 .gr2-table table {border-collapse: collapse; font-size: 0.85em;}
 .gr2-table th, .gr2-table td {border: 1px solid #ddd; padding: 2px 6px; text-align: right;}
 .gr2-table td:first-child, .gr2-table th:first-child {text-align: left;}
@@ -511,11 +528,11 @@ class DemoHandlers:
         return (funnel + render_lists(answer["candidates"], reranked, titles, extra=scores),
                 render_meta(answer, latency_ms), answer.get("reasoning") or "", "")
 
-    def evaluation(self) -> tuple[str, list[tuple[str, str]]]:
+    def evaluation(self) -> tuple[str, str]:
         """(report tables, plots) read from the run directory now: a report written since shows on reload."""
         if self.run is None:
-            return message("no run directory: start the demo with --run RUN to see its evaluation", "info"), []
-        return render_reports(self.run.reports()), self.run.plots()
+            return message("no run directory: start the demo with --run RUN to see its evaluation", "info"), ""
+        return render_reports(self.run.reports()), render_plots(self.run.plots())
 
 
 def build_demo(client: ApiClient, run: RunView | None = None):  # noqa: ANN201 - a gr.Blocks
@@ -563,7 +580,8 @@ def build_demo(client: ApiClient, run: RunView | None = None):  # noqa: ANN201 -
                 meta_view = gr.Markdown(elem_id="rerank-meta")
                 reasoning = gr.Textbox(label="Reasoning", lines=3, interactive=False, elem_id="reasoning")
                 with gr.Accordion("Response JSON", open=False, elem_id="response-accordion"):
-                    response_json = gr.Code(language="json", interactive=False, elem_id="response-json")
+                    response_json = gr.Textbox(show_label=False, lines=12, max_lines=40, interactive=False,
+                                               autoscroll=False, buttons=["copy"], elem_id="response-json")
 
             with gr.Tab("Cascade", id="cascade"):
                 gr.Markdown("`POST /v1/recommend`: a retriever picks unseen items, the run's ranker orders them, "
@@ -574,9 +592,10 @@ def build_demo(client: ApiClient, run: RunView | None = None):  # noqa: ANN201 -
                                                elem_id="cascade-user")
                     cascade_history = gr.Textbox(label="...or a history of item ids (used when the user is empty)",
                                                  lines=1, elem_id="cascade-history")
-                    cascade_k = gr.Number(label="K (candidates reranked; empty: the trained K)", value=None,
-                                          precision=0, minimum=1)
-                    cascade_top = gr.Number(label="top N returned (empty: all K)", value=None, precision=0, minimum=1)
+                    cascade_k = gr.Number(label="K, candidates reranked (0: the trained K)", value=0, precision=0,
+                                          minimum=0, elem_id="cascade-k")
+                    cascade_top = gr.Number(label="top N returned (0: all K)", value=0, precision=0, minimum=0,
+                                            elem_id="cascade-top")
                 run_cascade = gr.Button("Recommend", variant="primary", elem_id="run-cascade")
                 cascade_msg = gr.HTML(elem_id="cascade-message")
                 cascade_view = gr.HTML(elem_id="cascade-view")
@@ -588,8 +607,7 @@ def build_demo(client: ApiClient, run: RunView | None = None):  # noqa: ANN201 -
                             "(`eval/*.png`, RL curves, HiLight).")
                 reload_eval = gr.Button("Reload from the run directory", scale=0)
                 eval_tables = gr.HTML(elem_id="eval-tables")
-                eval_plots = gr.Gallery(label="Plots", columns=2, height="auto", object_fit="contain",
-                                        elem_id="eval-plots")
+                eval_plots = gr.HTML(elem_id="eval-plots")
 
         health_outputs = [model, status, hilight, poll]
         demo.load(on.check_server, inputs=model, outputs=health_outputs)
@@ -607,14 +625,12 @@ def build_demo(client: ApiClient, run: RunView | None = None):  # noqa: ANN201 -
     return demo
 
 
-def launch(demo, host: str = "127.0.0.1", port: int = 7860, run: RunView | None = None,  # noqa: ANN001 - gr.Blocks
-           block: bool = False) -> str:
+def launch(demo, host: str = "127.0.0.1", port: int = 7860, block: bool = False) -> str:  # noqa: ANN001 - gr.Blocks
     """Serve the page on ``host:port`` (no share link, no analytics); returns its URL."""
     import gradio as gr
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
-                            quiet=True, allowed_paths=[str(run.root)] if run else None, theme=theme, css=CSS,
-                            footer_links=["api"])
+                            quiet=True, show_error=True, theme=theme, css=CSS, footer_links=["api"])
     return url or f"http://{host}:{port}/"

@@ -30,9 +30,9 @@ def start_demo(run: Path | None, api_url: str, host: str, port: int, block: bool
     view = RunView.load(run) if run is not None else None
     page = build_demo(ApiClient(api_url), view)
     if not block:
-        return page, launch(page, host, port, view)
+        return page, launch(page, host, port)
     console.print(f"demo on http://{host}:{port} for the server at {api_url}; Ctrl-C stops")
-    launch(page, host, port, view, block=True)
+    launch(page, host, port, block=True)
     return page, f"http://{host}:{port}/"
 
 

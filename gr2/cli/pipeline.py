@@ -287,6 +287,9 @@ class Pipeline:
                           ("RL-naive", self.layout.rl("naive") / "model"),
                           ("RL-conditional", self.layout.rl("conditional") / "model")]
             models = {name: path for name, path in candidates if path.exists()}
+            if self.recipe.eval.models == "served" and models:  # as gr2 serve picks: RL-conditional, SFT, stage 1
+                best = next(n for n in ("RL-conditional", "SFT", "stage 1", "RL-naive") if n in models)
+                models = {best: models[best]}
         section = self.recipe.eval
         # Rerankers only run where the target is a candidate (elsewhere no order can find it); end-to-end
         # metrics count every user of the split, each user without the target as a miss.

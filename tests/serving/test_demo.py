@@ -128,9 +128,11 @@ def test_evaluation_tables_and_plots_come_from_the_run_directory(tmp_path):
                  ["NDCG@5"])
     (tmp_path / "rl-conditional").mkdir()
     (tmp_path / "rl-conditional" / "curve-reward.png").write_bytes(b"png")
-    tables, plots = DemoHandlers(ApiClient("http://127.0.0.1:9"), RunView(tmp_path)).evaluation()
+    view = RunView(tmp_path)
+    assert [caption for _, caption in view.plots()] == ["eval/rerank-test.png", "rl-conditional/curve-reward.png"]
+    tables, plots = DemoHandlers(ApiClient("http://127.0.0.1:9"), view).evaluation()
     assert "Rerank on ml-100k (test)" in tables and "0.4281" in tables and "0.3962" in tables
-    assert [caption for _, caption in plots] == ["eval/rerank-test.png", "rl-conditional/curve-reward.png"]
+    assert plots.count("<img") == 2 and "data:image/png;base64," in plots and "rl-conditional/curve-reward.png" in plots
     assert "no evaluation reports" in render_reports([])
 
 

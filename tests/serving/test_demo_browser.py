@@ -147,8 +147,9 @@ def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, demo_r
         "text: li.innerText}))")
     assert sorted(s["id"] for s in shown) == sorted(case.candidates)  # a permutation of the candidates
 
+    page.screenshot(path=str(screenshots / "demo-rerank.png"), full_page=True)
     page.get_by_text("Response JSON").click()
-    answer = json.loads(page.locator("#response-json .cm-content").inner_text())
+    answer = json.loads(page.locator("#response-json textarea").input_value())
     assert [s["id"] for s in shown] == [r["id"] for r in answer["results"]]
     for rank, (item, result) in enumerate(zip(shown, answer["results"], strict=True), 1):
         pre = result["index"] + 1
@@ -159,7 +160,6 @@ def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, demo_r
     assert page.locator("[data-testid=history] mark").count() == 2  # the positions asked to be emphasised
     expect(page.locator("#rerank-meta")).to_contain_text("latency")
     expect(page.locator("#rerank-meta")).to_contain_text("fallback")
-    page.screenshot(path=str(screenshots / "demo-rerank.png"), full_page=True)
 
     page.get_by_role("tab", name="Cascade").click()
     page.locator("#run-cascade").click()
@@ -173,7 +173,7 @@ def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, demo_r
     expect(tables).to_contain_text(report["title"])
     pre_rank = report["rows"][0]
     expect(tables).to_contain_text(f"{pre_rank['NDCG@5']:.4f}")  # the figures are the JSON's
-    expect(page.locator("#eval-plots img").first).to_be_visible()
+    expect(page.locator("[data-testid=eval-plots] img").first).to_be_visible()
     page.screenshot(path=str(screenshots / "demo-evaluation.png"), full_page=True)
     assert sorted(p.name for p in screenshots.glob("*.png")) == ["demo-cascade.png", "demo-evaluation.png",
                                                                  "demo-rerank.png"]
