@@ -21,5 +21,7 @@ def test_quickstart_recipe_keeps_the_benchmarks_shape_and_cuts_the_rest():
         assert a == b, same  # the demo serves the benchmark's kind of model, on the same prompts
     assert fast.ranker.k == bench.ranker.k and fast.ranker.options["epochs"] < 50
     assert fast.midtrain.patience == 0 and fast.midtrain.training.epochs == 1  # one pass, no selection on valid
+    assert fast.midtrain.phases == [] and bench.midtrain.phases
     assert fast.rl.rewards == [] and bench.rl.rewards == ["conditional"]
-    assert fast.eval.splits == ["test"] and not fast.eval.free_decoding_rows and not fast.eval.stage1_full_ranking
+    assert fast.eval.splits == ["test"] and fast.eval.models == "served" and bench.eval.models == "all"
+    assert not fast.eval.free_decoding_rows and not fast.eval.stage1_full_ranking
