@@ -72,6 +72,7 @@ class EvalSection:
     free_decoding_rows: bool = True  # with constrained decoding, also a row per model decoded freely
     free_decoding_users: int = 0  # those rows on a seeded subset of the users (0 = the same users)
     likelihood_row: bool = True  # the stage-1 model's candidate-likelihood order as a row
+    stage1_row: bool = True  # the stage-1 model's generated answers as a row (false: it never saw the format)
     teacher_row: bool = True  # the heuristic teacher's greedy order as a row (when the recipe's teacher is heuristic)
     stage1_full_ranking: bool = True  # also rank the whole catalogue with stage 1 beside SASRec and co-occurrence
     models: Literal["all", "served"] = "all"  # "served": only the stage `gr2 serve` would serve (quickstart)

@@ -286,7 +286,8 @@ class Pipeline:
             candidates = [("stage 1", self.layout.midtrain / "model"), ("SFT", self.layout.sft / "model"),
                           ("RL-naive", self.layout.rl("naive") / "model"),
                           ("RL-conditional", self.layout.rl("conditional") / "model")]
-            models = {name: path for name, path in candidates if path.exists()}
+            models = {name: path for name, path in candidates if path.exists()
+                      and (name != "stage 1" or self.recipe.eval.stage1_row)}
             if self.recipe.eval.models == "served" and models:  # as gr2 serve picks: RL-conditional, SFT, stage 1
                 best = next(n for n in ("RL-conditional", "SFT", "stage 1", "RL-naive") if n in models)
                 models = {best: models[best]}
