@@ -49,8 +49,9 @@ EXPORTED = ("eval/*.json", "eval/*.md", "eval/*.png", "recipe.yaml", "timings.js
             "stage1/selection.json", "stage1/phase-0-mixture/selection.json", "stage1/metrics.json",
             "traces/traces.summary.json", "sft/metrics.json", "rl-*/metrics.json", "rl-*/curve-*.png",
             "ranker/metrics.json", "ranker/candidates/summary.json",
-            "hilight/eval/*.json", "hilight/eval/*.md", "hilight/eval/*.png", "hilight/metrics.json",
-            "hilight/manifest.json", "hilight/timings.json", "hilight/curve-*.png", "hilight/actor/actor_config.json")
+            "hilight/eval/*.json", "hilight/eval/*.jsonl", "hilight/eval/*.md", "hilight/eval/*.png",
+            "hilight/metrics.json", "hilight/manifest.json", "hilight/timings.json", "hilight/curve-*.png",
+            "hilight/actor/actor_config.json")
 
 
 @app.command("export")
