@@ -1,8 +1,9 @@
 """The README's results section, generated from a run's evaluation JSON (never typed by hand).
 
 ``gr2 eval readme --run RUN`` renders every ``RUN/eval/*.json`` report (``evals.report.write_report``)
-as a Markdown table, with the run's stage timings, and replaces what lies between the two markers
-in README.md, so the figures a reader sees are the files' figures.
+as a Markdown table and replaces what lies between the two markers in README.md, so the figures a
+reader sees are the files' figures. (Stage timings stay out: ``timings.json`` holds the last
+invocation's, which for a rerun are the skips.)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def load_reports(run: Path) -> list[tuple[str, dict]]:
 
 
 def results_markdown(run: Path, label: str | None = None) -> str:
-    """The section's body: one table per report, then the stage timings (``timings.json``) when present."""
+    """The section's body: one table per report (rerank reports first)."""
     run = Path(run)
     reports = load_reports(run)
     if not reports:
@@ -44,10 +45,6 @@ def results_markdown(run: Path, label: str | None = None) -> str:
         columns = [c for c in README_COLUMNS if c in present] or [c for c in report.get("columns", []) if c in present]
         lines += ["", f"**{report.get('title', name)}** (`eval/{name}.json`)", "", markdown_table(report["rows"],
                                                                                                  columns).rstrip()]
-    timings = run / "timings.json"
-    if timings.is_file():
-        stages = json.loads(timings.read_text())
-        lines += ["", "Stage wall time (s): " + ", ".join(f"{k} {v:,.0f}" for k, v in stages.items()) + "."]
     return "\n".join(lines)
 
 

@@ -49,7 +49,7 @@ def wait_for(url: str, deadline: float, proc: subprocess.Popen, log: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def demo_run(request) -> Path:
+def demo_run(request, ml100k) -> Path:
     """The session's shrunk quickstart run, or the run ``GR2_DEMO_RUN`` names (e.g. a real quickstart's, for the
     README's screenshots: ``GR2_DEMO_RUN=~/.cache/gr2/runs/ml-100k-quickstart GR2_SCREENSHOTS=docs``)."""
     if os.environ.get("GR2_DEMO_RUN"):
