@@ -27,7 +27,8 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ApiClient", "ApiError", "RunView", "UserCase", "build_demo", "emphasised_positions", "moves"]
+__all__ = ["ApiClient", "ApiError", "DemoHandlers", "RunView", "UserCase", "build_demo", "emphasised_positions",
+           "launch", "moves", "render_history", "render_lists", "render_plots", "render_reports"]
 
 # Plots the Evaluation tab shows beside the report tables (relative to the run directory).
 PLOT_GLOBS = ("eval/*.png", "rl-*/curve-*.png", "hilight*/**/*.png")
@@ -93,7 +94,7 @@ def served_models(health: dict) -> list[str]:
 
 
 def hilight_available(health: dict) -> bool:
-    """Whether the server can apply a HiLight actor (``"emphasis": "hilight"``): it says so in ``/healthz``."""
+    """Whether the server can apply a HiLight actor (``"emphasis": "hilight"``): ``/healthz`` says so."""
     emphasis = health.get("emphasis")
     return bool(health.get("hilight")) or (isinstance(emphasis, list | dict) and "hilight" in emphasis)
 
@@ -144,11 +145,6 @@ class RunView:
                                                         [ids[int(c)] for c in row.candidates], ids[int(row.target)],
                                                         int(row.target_rank))
         return view
-
-    @property
-    def has_hilight_actor(self) -> bool:
-        """A trained HiLight actor in the run (``gr2 hilight train``): the server applies it on request."""
-        return (self.root / "hilight" / "actor" / "actor.pt").is_file()
 
     def user_choices(self) -> list[tuple[str, str]]:
         """Dropdown entries (label, user id); users whose next item is a candidate first, as a reranker can
@@ -451,7 +447,7 @@ class DemoHandlers:
         except ApiError as exc:
             return gr.update(), message(str(exc)), gr.update(), gr.Timer(active=True)
         names = served_models(health)
-        can_hilight = hilight_available(health) or bool(self.run and self.run.has_hilight_actor)
+        can_hilight = hilight_available(health)
         trained = health.get("trained") or {}
         text = message(f"server {health.get('status', '?')} · backend {health.get('backend', '?')} · "
                        f"{health.get('items', '?')} items · trained on {trained.get('k', '?')} candidates and "
