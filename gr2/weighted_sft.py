@@ -112,6 +112,8 @@ def selected_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     cheaper, with the same loss and gradients. The head is the model's own output module, so PEFT's
     trainable token rows (tied to the embedding) count as they do in the full forward. Models with fewer than
     ``min_vocab`` rows (0: any) keep the full forward."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return None  # calling the unwrapped backbone would skip DDP's forward, so no gradient all-reduce
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     if getattr(config, "logit_scale", None) or getattr(config, "logits_scaling", None):
