@@ -30,7 +30,7 @@ import httpx
 __all__ = ["ApiClient", "ApiError", "DemoHandlers", "RunView", "UserCase", "build_demo", "emphasised_positions",
            "launch", "moves", "render_history", "render_lists", "render_plots", "render_reports"]
 
-# Plots the Evaluation tab shows beside the report tables (relative to the run directory).
+# Plots the Evaluation tab shows beside the reports (evals.readme.REPORT_GLOBS), relative to the run directory.
 PLOT_GLOBS = ("eval/*.png", "rl-*/curve-*.png", "hilight*/**/*.png")
 
 
@@ -155,15 +155,19 @@ class RunView:
                 for c in cases]
 
     def reports(self) -> list[dict]:
-        """The run's evaluation reports (``eval/*.json`` as ``evals.report.write_report`` writes them)."""
+        """The run's evaluation reports (``REPORT_GLOBS``, as ``evals.report.write_report`` writes them), each
+        named by its path in the run without ``.json``."""
+        from evals.readme import REPORT_GLOBS
+
         reports = []
-        for path in sorted((self.root / "eval").glob("*.json")):
-            try:
-                report = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(report, dict) and isinstance(report.get("rows"), list):
-                reports.append({"name": path.stem, **report})
+        for pattern in REPORT_GLOBS:
+            for path in sorted(self.root.glob(pattern)):
+                try:
+                    report = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if isinstance(report, dict) and isinstance(report.get("rows"), list):
+                    reports.append({"name": str(path.relative_to(self.root).with_suffix("")), **report})
         return reports
 
     def plots(self) -> list[tuple[str, str]]:
@@ -350,7 +354,7 @@ def render_reports(reports: list[dict]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in columns) + "</tr>"
                        for row in report["rows"])
         out.append(f"<h4 data-report='{html.escape(report['name'])}'>{html.escape(str(report.get('title', '')))}"
-                   f" <span class='gr2-id'>eval/{html.escape(report['name'])}.json</span></h4>"
+                   f" <span class='gr2-id'>{html.escape(report['name'])}.json</span></h4>"
                    f"<div class='gr2-table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
     return "".join(out)
 

@@ -126,13 +126,18 @@ def test_evaluation_tables_and_plots_come_from_the_run_directory(tmp_path):
     write_report(tmp_path / "eval", "rerank-test", "Rerank on ml-100k (test)",
                  [{"system": "pre-rank", "NDCG@5": 0.4281, "users": 188}, {"system": "SFT", "NDCG@5": 0.3962}],
                  ["NDCG@5"])
+    write_report(tmp_path / "hilight" / "eval", "eval-test", "HiLight on ml-100k (test)",
+                 [{"system": "none", "NDCG@5": 0.41}, {"system": "HiLight", "NDCG@5": 0.4321}], ["NDCG@5"])
     (tmp_path / "rl-conditional").mkdir()
     (tmp_path / "rl-conditional" / "curve-reward.png").write_bytes(b"png")
     view = RunView(tmp_path)
-    assert [caption for _, caption in view.plots()] == ["eval/rerank-test.png", "rl-conditional/curve-reward.png"]
+    assert [caption for _, caption in view.plots()] == ["eval/rerank-test.png", "rl-conditional/curve-reward.png",
+                                                        "hilight/eval/eval-test.png"]
+    assert [r["name"] for r in view.reports()] == ["eval/rerank-test", "hilight/eval/eval-test"]
     tables, plots = DemoHandlers(ApiClient("http://127.0.0.1:9"), view).evaluation()
     assert "Rerank on ml-100k (test)" in tables and "0.4281" in tables and "0.3962" in tables
-    assert plots.count("<img") == 2 and "data:image/png;base64," in plots and "rl-conditional/curve-reward.png" in plots
+    assert "HiLight on ml-100k (test)" in tables and "0.4321" in tables and "hilight/eval/eval-test.json" in tables
+    assert plots.count("<img") == 3 and "data:image/png;base64," in plots and "rl-conditional/curve-reward.png" in plots
     assert "no evaluation reports" in render_reports([])
 
 
