@@ -36,6 +36,17 @@ def start_demo(run: Path | None, api_url: str, host: str, port: int, block: bool
     return page, f"http://{host}:{port}/"
 
 
+def check_port(host: str, port: int, option: str) -> None:
+    """A taken port is the user's to change: say so before anything loads."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise DataError(f"cannot serve the demo on {host}:{port} ({exc.strerror}); pass another {option}") from None
+
+
 def serve_with_demo(run: Path, opts: ServeOptions, host: str = "127.0.0.1", api_port: int = 8000,
                     demo_port: int = 7860, on_ready: Callable[[str], None] | None = None,
                     exit_after_ready: bool = False, on_page: Callable[[str], None] | None = None) -> None:
@@ -44,6 +55,7 @@ def serve_with_demo(run: Path, opts: ServeOptions, host: str = "127.0.0.1", api_
     from serving.load import free_port
 
     api_port, demo_port = api_port or free_port(), demo_port or free_port()
+    check_port(host, demo_port, "--demo-port / --port")
     page, url = start_demo(run, f"http://{host}:{api_port}", host, demo_port)
     console.print(f"[bold]demo: {url}[/] (the model answers once the server below is up)", highlight=False)
     if on_page is not None:
@@ -80,7 +92,9 @@ def demo(run: Path | None = typer.Option(None, "--run", help="Run directory (def
     if server_url:
         from serving.load import free_port
 
-        start_demo(run, server_url.rstrip("/"), host, port or free_port(), block=True)
+        port = port or free_port()
+        check_port(host, port, "--port")
+        start_demo(run, server_url.rstrip("/"), host, port, block=True)
         return
     started = time.perf_counter()
     opts = ServeOptions(model=model, lora=parse_lora(lora), timeout_s=timeout_s)
