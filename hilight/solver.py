@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
+from evals.metrics import hit_rate_at_k, ndcg_gains
 from gr2.rerank_data import ItemCatalog
 from gr2.rerank_format import ParsedAnswer, parse_answer
 from gr2.reranker import GenerationSettings
@@ -45,10 +47,8 @@ def solver_reward(answer: ParsedAnswer, target_index: int | None) -> float:
     """0.7 * HR@5 + 0.3 * NDCG@5 of the target in the solver's order; 0 if unparseable or no target."""
     if answer.fallback or target_index is None:
         return 0.0
-    rank = answer.order.index(target_index) + 1
-    if rank > 5:
-        return 0.0
-    return 0.7 + 0.3 / math.log2(rank + 1)
+    rank = np.array([answer.order.index(target_index) + 1])
+    return 0.7 * hit_rate_at_k(rank, 5) + 0.3 * float(ndcg_gains(rank, 5)[0])
 
 
 class GR2Solver:
