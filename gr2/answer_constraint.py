@@ -21,7 +21,7 @@ from collections.abc import Generator, Sequence
 import torch
 from transformers import LogitsProcessor
 
-from gr2.rerank_format import THINK_CLOSE, THINK_OPEN
+from gr2.rerank_format import INDEX_SYSTEM_PROMPT, THINK_CLOSE, THINK_OPEN, answer_keys
 from tokenizer.sid import SID_RE
 
 HEAD, SEPARATOR, TAIL = '\n{"recommendations": ["', '", "', '"]}'
@@ -30,6 +30,12 @@ HEAD, SEPARATOR, TAIL = '\n{"recommendations": ["', '", "', '"]}'
 def prompt_candidate_sids(prompt: str) -> list[str]:
     """The candidate SIDs a rendered rerank prompt lists (after its "Candidates (" header), in order."""
     return [m.group(0) for m in SID_RE.finditer(prompt[prompt.rfind("Candidates ("):])]
+
+
+def prompt_answer_keys(prompt: str) -> list[str]:
+    """How an answer to a rendered rerank prompt names its candidates: the listed SIDs, or their numbers when
+    the prompt's system message asks for numbers (``answer_format: index``)."""
+    return answer_keys(prompt_candidate_sids(prompt), "index" if INDEX_SYSTEM_PROMPT in prompt else "sid")
 
 
 class RerankAnswerConstraint(LogitsProcessor):
@@ -44,7 +50,9 @@ class RerankAnswerConstraint(LogitsProcessor):
         self.unique = unique
         eos = tokenizer.eos_token_id
         self.end = eos if isinstance(eos, int) else eos[0]
-        sid_starts = {ids[0] for row in self.candidates for ids in row}
+        # a SID cannot open inside the reasoning; list numbers (answer_format index) are ordinary text there
+        sid_starts = {ids[0] for row, keys in zip(self.candidates, candidate_sids, strict=True)
+                      for ids, key in zip(row, keys, strict=True) if SID_RE.fullmatch(key)}
         self.banned_in_reasoning = sorted({self.end, *sid_starts})
 
     def token_budget(self, row: int) -> int:
@@ -92,22 +100,34 @@ class RerankAnswerConstraint(LogitsProcessor):
         """After ``</think>``: head, one candidate SID per slot (``unique``: one not yet named), separators, tail."""
         candidates = self.candidates[row]
         remaining = list(candidates)
+        consumed = 0  # tokens of the next fixed segment already taken while closing a key (see below)
         for slot in range(len(candidates) + 1):
             left = len(candidates) - slot
-            for token in self.head if slot == 0 else self.separator if left else self.tail:
+            segment = self.head if slot == 0 else self.separator if left else self.tail
+            for token in segment[consumed:]:
                 yield [token]  # forced, so the token sent back is this one
+            consumed = 0
             if not left:
                 break
             choices = remaining if self.unique else candidates
+            follow = (self.separator if left > 1 else self.tail)[0]
             prefix: list[int] = []
             while True:
                 live = [c for c in choices if c[:len(prefix)] == tuple(prefix)]
                 done = [c for c in live if len(c) == len(prefix)]
-                if done:
-                    if self.unique:
-                        remaining.remove(done[0])
+                extend = {c[len(prefix)] for c in live if len(c) > len(prefix)}
+                if done and not extend:
+                    chosen = done[0]
                     break
-                prefix.append((yield sorted({c[len(prefix)] for c in live})))
+                # a key that is a prefix of another ("1" of "10" when digits are single tokens) ends where the
+                # next segment starts: offer both, and an end taken here is that segment's first token
+                token = yield sorted(extend | ({follow} if done else set()))
+                if done and token == follow and token not in extend:
+                    chosen, consumed = done[0], 1
+                    break
+                prefix.append(token)
+            if self.unique:
+                remaining.remove(chosen)
         while True:
             yield [self.end]
 

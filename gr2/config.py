@@ -87,6 +87,8 @@ class Recipe:
     tiny_model: TinyModelConfig = field(default_factory=TinyModelConfig)
     max_history: Annotated[int, Ge(1)] = 10  # most recent history items in a rerank prompt
     max_title_chars: Annotated[int, Ge(8)] | None = None  # titles cut to this in prompts and stage-1 tasks (None: 200)
+    # how rerank answers name candidates: "sid" (DESIGN.md) or "index", their number in the prompt's list
+    answer_format: Literal["sid", "index"] = "sid"
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     ranker: RankerSection = field(default_factory=RankerSection)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from data.schema import PreparedDataset
-from gr2.rerank_format import Emphasis, PromptItem, build_messages
+from gr2.rerank_format import Emphasis, PromptItem, answer_keys, build_messages
 from tokenizer.sid import SemanticIDs
 
 
@@ -49,9 +49,11 @@ class ItemCatalog:
     sids: SemanticIDs
     titles: list[str]
     item_ids: list[str]  # the dataset's own ids, as API requests name items
+    answer_format: str = "sid"  # how answers name candidates (``rerank_format.answer_keys``)
 
     @classmethod
-    def build(cls, ds: PreparedDataset, sids: SemanticIDs, max_title_chars: int | None = None) -> ItemCatalog:
+    def build(cls, ds: PreparedDataset, sids: SemanticIDs, max_title_chars: int | None = None,
+              answer_format: str = "sid") -> ItemCatalog:
         """``max_title_chars`` cuts titles (after sanitising): shorter prompts for a model that pays per token."""
         if len(sids) != ds.num_items:
             raise ValueError(f"semantic IDs cover {len(sids)} items, the dataset has {ds.num_items}")
@@ -60,14 +62,19 @@ class ItemCatalog:
         titles = ds.items["title"].tolist()
         if max_title_chars is not None:
             titles = [sanitize_item_text(t, max_chars=max_title_chars) for t in titles]
-        return cls(sids, titles, ds.items["item_id"].astype(str).tolist())
+        answer_keys([], answer_format)  # checks the format
+        return cls(sids, titles, ds.items["item_id"].astype(str).tolist(), answer_format)
 
     def prompt_items(self, items: list[int]) -> list[PromptItem]:
         return [PromptItem(self.sids.sid(i), self.titles[i]) for i in items]
 
     def messages(self, example: RerankExample, emphasized_history: Emphasis = ()) -> list[dict[str, str]]:
         return build_messages(self.prompt_items(example.history), self.prompt_items(example.candidates),
-                              emphasized_history)
+                              emphasized_history, self.answer_format)
 
     def candidate_sids(self, example: RerankExample) -> list[str]:
         return self.sids.sids(example.candidates)
+
+    def answer_keys(self, example: RerankExample) -> list[str]:
+        """How an answer names the example's candidates (SIDs or list numbers), in pre-rank order."""
+        return answer_keys(self.candidate_sids(example), self.answer_format)

@@ -2,10 +2,16 @@
 
 Prompt: the user's recent history and K candidates in the pre-ranker's order, each as SID + title,
 in chat messages. Answer: ``<think>reasoning</think>`` then ``{"recommendations": [SID, ...]}``, a
-permutation of the candidates. The parser never fails: unknown or duplicate SIDs are dropped and
-missing ones appended in pre-rank order (``repaired``); an answer naming no candidate at all falls
-back to the pre-rank order (``fallback``). Item text is data: special and SID tokens are stripped
-from titles before they reach a prompt, so a title cannot pose as markup or as another item.
+permutation of the candidates. A recipe may instead name candidates by their number in the list
+(``answer_format: index``, ``{"recommendations": ["3", "1", ...]}``), as RankGPT-style listwise rerankers
+(rank_llm) do: keeping the input order is then counting, not copying K multi-token SIDs, which a small
+model trained from scratch does not learn (``gr2 eval diagnose``). ``answer_keys`` gives a request's keys
+in either format; everything downstream (constraint, parser, rewards) works on keys.
+
+The parser never fails: unknown or duplicate keys are dropped and missing ones appended in pre-rank order
+(``repaired``); an answer naming no candidate at all falls back to the pre-rank order (``fallback``). Item
+text is data: special and SID tokens are stripped from titles before they reach a prompt, so a title cannot
+pose as markup or as another item.
 """
 
 from __future__ import annotations
@@ -25,6 +31,17 @@ SYSTEM_PROMPT = (
     f'Answer with {THINK_OPEN}reasoning{THINK_CLOSE} followed by JSON {{"recommendations": [SID, ...]}} '
     "listing each candidate SID exactly once."
 )
+INDEX_SYSTEM_PROMPT = SYSTEM_PROMPT.replace("[SID, ...]", '["n", ...]').replace(
+    "each candidate SID exactly once", "each candidate's number n exactly once")
+ANSWER_FORMATS = ("sid", "index")
+SYSTEM_PROMPTS = {"sid": SYSTEM_PROMPT, "index": INDEX_SYSTEM_PROMPT}
+
+
+def answer_keys(candidate_sids: Sequence[str], answer_format: str = "sid") -> list[str]:
+    """How an answer names each candidate, in pre-rank order: its SID, or its number in the prompt's list."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    return list(candidate_sids) if answer_format == "sid" else [str(i + 1) for i in range(len(candidate_sids))]
 
 # Anything that could be read as markup by the model or by our parser: chat special tokens
 # (<|im_start|>, <|sid_begin|>, <|endoftext|>...), SID level tokens, reasoning and emphasis tags, and
@@ -106,9 +123,11 @@ def build_messages(
     history: Sequence[PromptItem],
     candidates: Sequence[PromptItem],
     emphasized_history: Emphasis = (),
+    answer_format: str = "sid",
 ) -> list[dict[str, str]]:
+    answer_keys([], answer_format)  # checks the format
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": SYSTEM_PROMPTS[answer_format]},
         {"role": "user", "content": build_user_prompt(history, candidates, emphasized_history)},
     ]
 

@@ -89,8 +89,8 @@ class Reranker:
 
     def rerank(self, examples: Sequence[RerankExample], progress: bool = False) -> list[ParsedAnswer]:
         texts = self.generate([self.catalog.messages(ex) for ex in examples], progress=progress,
-                              candidate_sids=[self.catalog.candidate_sids(ex) for ex in examples])
-        return [parse_answer(t, self.catalog.candidate_sids(ex)) for t, ex in zip(texts, examples, strict=True)]
+                              candidate_sids=[self.catalog.answer_keys(ex) for ex in examples])
+        return [parse_answer(t, self.catalog.answer_keys(ex)) for t, ex in zip(texts, examples, strict=True)]
 
 
 def load_reranker(model_dir: str | Path, catalog: ItemCatalog, settings: GenerationSettings,

@@ -160,6 +160,6 @@ class LikelihoodReranker:
         answers = []
         for ex, row in zip(examples, scores, strict=True):
             order = np.argsort(-row, kind="stable")
-            sids = self.catalog.candidate_sids(ex)
+            sids = self.catalog.answer_keys(ex)
             answers.append(parse_answer(format_answer("", [sids[i] for i in order]), sids))
         return answers

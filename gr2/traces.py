@@ -126,7 +126,7 @@ def _ask(ex: RerankExample, catalog: ItemCatalog, teacher: Teacher, config: Trac
     if target is None:
         return {"attempted": 0, "calls": 0, "trace": None}
     messages = catalog.messages(ex)
-    sids = catalog.candidate_sids(ex)
+    sids = catalog.answer_keys(ex)
     tries = config.max_samples if config.mode == "rejection" else 1
     for sample in range(1, tries + 1):
         reply = teacher.reply(ex, messages, reveal_target=config.mode == "targeted", rng=rng)

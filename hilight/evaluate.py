@@ -45,7 +45,7 @@ def method_answers(examples: Sequence[RerankExample], methods: Mapping[str, Meth
     for chosen in emphases.values():
         for ex, emphasis in zip(examples, chosen, strict=True):
             conversations.append(render_messages(catalog, ex, emphasis.spans, emphasis.instruction))
-            sids.append(catalog.candidate_sids(ex))
+            sids.append(catalog.answer_keys(ex))
     answers = solver.answer(conversations, sids, progress=progress)
     n = len(examples)
     return emphases, {name: answers[i * n:(i + 1) * n] for i, name in enumerate(emphases)}

@@ -110,12 +110,12 @@ class HiLightTrainer:
                 spans = self.actor.spans(probs.numpy(), x.layout, budget, chosen=mask)
                 rows.append(rendered_units(x.layout, spans, granularity))
                 conversations.append(render_messages(self.catalog, ex, spans))
-                sids.append(self.catalog.candidate_sids(ex))
+                sids.append(self.catalog.answer_keys(ex))
                 kept.append(kept_share(x.layout, spans))
                 spans_count.append(len(spans))
             rendered.append(torch.tensor(np.stack(rows), device=logits.device))
         plain = [self.catalog.messages(ex) for ex in examples]  # the no-emphasis reference, same examples
-        answers = self.solver.answer(conversations + plain, sids + [self.catalog.candidate_sids(ex) for ex in examples])
+        answers = self.solver.answer(conversations + plain, sids + [self.catalog.answer_keys(ex) for ex in examples])
         k = t.masks_per_example
         rewards = torch.tensor([solver_reward(a, examples[n // k].target_index)
                                 for n, a in enumerate(answers[: len(conversations)])]).view(len(examples), k)
@@ -166,7 +166,7 @@ class HiLightTrainer:
         spans = self.actor.apply(inputs, self.config.budget, self.config.eval.decode)
         conversations = [render_messages(self.catalog, ex, s) for ex, s in zip(examples, spans, strict=True)]
         plain = [self.catalog.messages(ex) for ex in examples]
-        sids = [self.catalog.candidate_sids(ex) for ex in examples]
+        sids = [self.catalog.answer_keys(ex) for ex in examples]
         answers = self.solver.answer(conversations + plain, sids + sids)
         rewards = [solver_reward(a, ex.target_index) for a, ex in zip(answers, examples + examples, strict=True)]
         n = len(examples)

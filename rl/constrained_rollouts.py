@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from gr2.answer_constraint import RerankAnswerConstraint, prompt_candidate_sids
+from gr2.answer_constraint import RerankAnswerConstraint, prompt_answer_keys
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class RolloutConstraint:
         """The constraint for a batch of (left-padded) rendered rerank prompts, generated tokens counted from
         the end of ``prompt_ids``."""
         prompts = tokenizer.batch_decode(prompt_ids, skip_special_tokens=False)
-        return RerankAnswerConstraint(tokenizer, [prompt_candidate_sids(p) for p in prompts], prompt_ids.shape[1],
+        return RerankAnswerConstraint(tokenizer, [prompt_answer_keys(p) for p in prompts], prompt_ids.shape[1],
                                       self.max_reasoning_tokens, self.unique)
 
 

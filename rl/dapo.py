@@ -65,7 +65,7 @@ def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
 def rl_dataset(examples: list[RerankExample], catalog: ItemCatalog):
     from datasets import Dataset
 
-    rows = [{"prompt": catalog.messages(ex), "candidate_sids": catalog.candidate_sids(ex),
+    rows = [{"prompt": catalog.messages(ex), "candidate_sids": catalog.answer_keys(ex),
              "target_index": ex.target_index} for ex in examples if ex.target_index is not None]
     if not rows:
         raise ValueError("no example has its target among the candidates: nothing to reward")

@@ -1,4 +1,5 @@
-"""``gr2 eval rerank``: pre-rank vs each reranker on valid and test (JSON, Markdown, PNG)."""
+"""``gr2 eval rerank``: pre-rank vs each reranker on valid and test (JSON, Markdown, PNG); ``gr2 eval diagnose``:
+where one reranker departs from the pre-rank order and the teacher."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def rerank_cmd(
                 raise DataError(f"--model expects NAME=DIR with an existing directory, got {pair!r}")
             models[name] = Path(path)
     make_pipeline(recipe, run, set_).run_eval(models)
+
+
+@app.command("diagnose")
+@friendly_errors
+def diagnose_cmd(
+    model: str = typer.Option(..., help="NAME=DIR of the reranker to diagnose."),
+    split: str = typer.Option("valid", help="Split whose users (target among the candidates) to use."),
+    recipe: Path = RecipeOption,
+    run: Path | None = RunOption,
+    set_: list[str] = SetOption,
+) -> None:
+    """Where a reranker departs from the pre-rank order and from the greedy teacher: first-place changes and
+    their precision, tail copying, per-position agreement; writes RUN/eval/diagnose-NAME-SPLIT.*."""
+    name, sep, path = model.partition("=")
+    if not sep or not Path(path).is_dir():
+        raise DataError(f"--model expects NAME=DIR with an existing directory, got {model!r}")
+    make_pipeline(recipe, run, set_).run_diagnose(name, Path(path), split)
 
 
 @app.command("stage1")

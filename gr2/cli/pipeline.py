@@ -97,7 +97,8 @@ class Pipeline:
         from gr2.rerank_data import ItemCatalog
         from tokenizer.fit import load_semantic_ids
 
-        return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid), self.recipe.max_title_chars)
+        return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid), self.recipe.max_title_chars,
+                                 self.recipe.answer_format)
 
     def examples(self, split: str, limit: int, seed: int, with_target: bool = False, max_history: int | None = None):
         """A split's rerank examples (a seeded sample of ``limit`` rows); ``with_target`` keeps only rows whose
@@ -339,6 +340,43 @@ class Pipeline:
             self.run_stage1_eval()
         return tables
 
+    def run_diagnose(self, name: str, model_dir: Path, split: str = "valid") -> dict:
+        """Where a reranker's order departs from the pre-rank order and from the greedy teacher's
+        (``gr2.diagnose``), on the split's users whose target is a candidate; writes
+        RUN/eval/diagnose-NAME-SPLIT.{json,md,png}."""
+        from evals.report import line_chart, markdown_table
+        from gr2.diagnose import disagreement_profile
+        from gr2.reranker import load_reranker
+
+        section = self.recipe.eval
+        examples = self.examples(split, section.max_users, self.recipe.seed, with_target=True)
+        teacher = self.teacher_answers(examples)
+        reranker = load_reranker(model_dir, self.catalog, section.generation)
+        try:
+            student = reranker.rerank(examples, progress=True)
+        finally:
+            reranker.close()
+        profile = disagreement_profile(examples, [a.order for a in student], [t.order for t in teacher],
+                                       head=self.recipe.traces.heuristic.promote)
+        profile.update(model=str(model_dir), split=split, name=name)
+        stem = f"diagnose-{name.replace(' ', '-')}-{split}"
+        columns = [c for c in profile["rows"][0] if c != "system"]
+        table = markdown_table(profile["rows"], columns)
+        agreement = profile["position agreement"]
+        k = len(agreement["student = teacher"])
+        positions = markdown_table([{"position": j + 1, **{key: v[j] for key, v in agreement.items()}}
+                                    for j in range(k)], list(agreement), label="position")
+        if is_main_process():
+            out = self.layout.eval
+            write_json_atomic(out / f"{stem}.json", profile)
+            write_text_atomic(out / f"{stem}.md", f"# {name} against the pre-rank order and the teacher "
+                              f"({self.dataset.name} {split}, {profile['users']:,} users)\n\n{table}\n"
+                              f"## Agreement per answer position\n\n{positions}")
+            line_chart(out / f"{stem}.png", {key: (range(1, k + 1), v) for key, v in agreement.items()},
+                       f"{name}: agreement per position ({split})", xlabel="answer position", ylabel="share")
+            console.print((out / f"{stem}.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+        return profile
+
     def stage1_likelihood_rows(self, splits: list[str], recall: dict[str, float],
                                teacher: dict[str, list] | None = None) -> dict[str, dict]:
         """Per split, the rerank row of the stage-1 model's candidate-likelihood order (``eval.max_users`` users
@@ -367,7 +405,7 @@ class Pipeline:
         teacher.config = dataclasses.replace(teacher.config, temperature=0.0)
         rng = np.random.default_rng(self.recipe.seed)
         return [parse_answer(teacher.reply(ex, self.catalog.messages(ex), False, rng).text,
-                             self.catalog.candidate_sids(ex)) for ex in examples]
+                             self.catalog.answer_keys(ex)) for ex in examples]
 
     def run_stage1_eval(self) -> dict[str, list[dict]]:
         """The stage-1 model as a full-ranking recommender (beam search over the catalogue's SIDs) beside the

@@ -38,9 +38,26 @@ def load_checked_recipe(recipe: Path, sets: list[str]):  # noqa: ANN201 - a gr2.
         for reward in loaded.rl.rewards:
             dapo_config(loaded.rl.dapo, seed=loaded.seed, reward=reward)
         hilight_config(loaded.hilight)
+        check_reasoning_budget(loaded)
     except DataError as exc:  # a ranker config file names itself; the rest is the recipe's
         raise ConfigError(exc.message, exc.path or recipe, exc.line) from None
     return loaded
+
+
+def check_reasoning_budget(loaded) -> None:  # noqa: ANN001 - a gr2.config.Recipe
+    """A model trained without reasoning (``sft.reasoning: false``) must be decoded that way everywhere: a
+    reasoning it never learned to write would steer its ranking."""
+    if loaded.sft.reasoning:
+        return
+    budgets = {"eval.generation.max_reasoning_tokens": loaded.eval.generation.max_reasoning_tokens,
+               "rl.dapo.max_reasoning_tokens": loaded.rl.dapo.get("max_reasoning_tokens", 64)}
+    solver = (loaded.hilight.get("solver") or {}).get("generation") or {}
+    if loaded.hilight:
+        budgets["hilight.solver.generation.max_reasoning_tokens"] = solver.get("max_reasoning_tokens", 160)
+    wrong = [key for key, value in budgets.items() if value != 0]
+    if wrong:
+        raise DataError(f"sft.reasoning is false, so {', '.join(wrong)} must be 0 (the model answers without "
+                        "reasoning)")
 
 
 def make_pipeline(recipe: Path, run: Path | None, sets: list[str], force: bool = False):

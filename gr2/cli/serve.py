@@ -83,14 +83,19 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
         raise DataError(f"unknown engine {opts.engine!r}; available: {list(ENGINES)}")
     recipe = yaml.safe_load(recipe_file.read_text())
     dataset = load_prepared(recipe["dataset"])
-    catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"), recipe.get("max_title_chars"))
+    catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"), recipe.get("max_title_chars"),
+                                recipe.get("answer_format", "sid"))
     model_dir = opts.model or pick_model(run)
     settings = EngineSettings(str(model_dir), timeout_s=opts.timeout_s, max_new_tokens=opts.max_new_tokens,
                               exact_tokens=opts.exact_tokens, constraint=opts.constraint,
                               gpu_memory_utilization=opts.gpu_memory_utilization,
                               cpu_reserved=default_cpu_reserved() if opts.cpu_reserved is None else opts.cpu_reserved,
                               tensor_parallel_size=opts.tensor_parallel_size,
-                              data_parallel_size=opts.data_parallel_size, lora_adapters=opts.lora)
+                              data_parallel_size=opts.data_parallel_size, lora_adapters=opts.lora,
+                              answer_format=catalog.answer_format,
+                              # decoded as evaluated: the recipe's reasoning cap (0 for a model trained without)
+                              max_reasoning_tokens=int(((recipe.get("eval") or {}).get("generation") or {})
+                                                       .get("max_reasoning_tokens", 160)))
     if opts.engine == "transformers":
         from gr2.engines.hf_engine import TransformersRerankEngine
 

@@ -75,7 +75,7 @@ class TransformersRerankEngine(BaseRerankEngine):
         loop = asyncio.get_running_loop()
         job = _Job(prepared, loop.create_future(), loop)
         self._queue.put(job)
-        k = len(prepared.candidate_sids)
+        k = len(prepared.answer_keys)
         try:
             text, prompt_tokens, completion_tokens = await asyncio.wait_for(
                 asyncio.shield(job.future), timeout=timeout_s or self.settings.timeout_s)
@@ -84,7 +84,7 @@ class TransformersRerankEngine(BaseRerankEngine):
         except Exception:  # noqa: BLE001 - a failed generate must become a fallback answer, not a 5xx
             log.exception("generate failed")
             return self._fallback(k, "engine error", start)
-        answer = parse_answer(text, prepared.candidate_sids)
+        answer = parse_answer(text, prepared.answer_keys)
         return RerankOutcome(answer, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                              latency_s=time.perf_counter() - start,
                              fallback_reason="unparseable" if answer.fallback else None)
@@ -144,7 +144,7 @@ class TransformersRerankEngine(BaseRerankEngine):
         if s.exact_tokens:
             extra = {"min_new_tokens": s.max_new_tokens, "max_new_tokens": s.max_new_tokens}
         else:  # as many tokens as the batch's longest valid answer needs
-            sids = [p.candidate_sids for p in prepared]
+            sids = [p.answer_keys for p in prepared]
             constraint = RerankAnswerConstraint(tok, sids, width, s.max_reasoning_tokens)
             extra = {"logits_processor": LogitsProcessorList([IncrementalConstraint(constraint, len(prepared))]),
                      "max_new_tokens": max(p.max_tokens for p in prepared)}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gr2.engines.item_text import ItemTextGuard
-from gr2.rerank_format import ParsedAnswer, PromptItem, answer_grammar, build_messages, parse_answer
+from gr2.rerank_format import ParsedAnswer, PromptItem, answer_grammar, answer_keys, build_messages, parse_answer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class EngineSettings:
     constraint: str = "permutation"
     max_reasoning_tokens: int = 160  # "permutation": the reasoning is closed after this many tokens
     max_reasoning_chars: int = 600  # "grammar": the same cap in characters
+    answer_format: str = "sid"  # how the model's answers name candidates, as it was trained (the run's recipe)
     timeout_s: float = 30.0  # per request, then the pre-rank order is returned
     dtype: str = "auto"  # float32 on CPU, bf16 on GPU (vLLM's "auto" picks from the checkpoint)
     gpu_memory_utilization: float = 0.1  # on CPU: the share of RAM for the KV cache
@@ -163,7 +164,7 @@ class PreparedPrompt:
     """A request ready to submit: built, tokenized and checked off the event loop (``prepare``)."""
 
     prompt_ids: list[int]
-    candidate_sids: list[str]
+    answer_keys: list[str]  # how the answer names each candidate (SIDs or list numbers), in pre-rank order
     max_tokens: int  # the answer's token budget
 
     @property
@@ -205,30 +206,31 @@ class BaseRerankEngine:
                emphasized_history: Sequence[int] = ()) -> str:
         history = [self.clean_item(i) for i in history]
         candidates = [self.clean_item(i) for i in candidates]
-        return self.tokenizer.apply_chat_template(build_messages(history, candidates, emphasized_history),
+        return self.tokenizer.apply_chat_template(build_messages(history, candidates, emphasized_history,
+                                                                 self.settings.answer_format),
                                                   tokenize=False, add_generation_prompt=True)
 
-    def answer_budget(self, candidate_sids: Sequence[str]) -> int:
+    def answer_budget(self, keys: Sequence[str]) -> int:
         """Tokens kept for the answer: what the longest valid constrained answer can need, else max_new_tokens."""
         s = self.settings
         if s.exact_tokens or s.constraint != "permutation":
             return s.max_new_tokens
         from gr2.answer_constraint import RerankAnswerConstraint
 
-        return RerankAnswerConstraint(self.tokenizer, [list(candidate_sids)], 0, s.max_reasoning_tokens).token_budget(0)
+        return RerankAnswerConstraint(self.tokenizer, [list(keys)], 0, s.max_reasoning_tokens).token_budget(0)
 
     def prepare(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
                 emphasized_history: Sequence[int] = ()) -> PreparedPrompt:
         """Chat template, tokens and the answer budget; raises ``PromptTooLong``. CPU work (milliseconds for
         a long prompt): the server runs it in a thread, not on the event loop."""
-        sids = [c.sid for c in candidates]
+        keys = answer_keys([c.sid for c in candidates], self.settings.answer_format)
         # as training and offline evaluation tokenize: the template's text, no second BOS
         ids = self.tokenizer(self.prompt(history, candidates, emphasized_history),
                              add_special_tokens=False)["input_ids"]
-        budget = self.answer_budget(sids)
+        budget = self.answer_budget(keys)
         if len(ids) + budget > self.max_model_len:
             raise PromptTooLong(len(ids), self.max_model_len, budget)
-        return PreparedPrompt(list(ids), sids, budget)
+        return PreparedPrompt(list(ids), keys, budget)
 
     async def rerank(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
                      emphasized_history: Sequence[int] = (), timeout_s: float | None = None,
@@ -298,7 +300,7 @@ class RerankEngine(BaseRerankEngine):
         from gr2.engines.permutation_constraint import rerank_request_args
 
         s = self.settings
-        sids = prepared.candidate_sids
+        sids = prepared.answer_keys
         start = time.perf_counter()
         common = dict(temperature=0.0, max_tokens=prepared.max_tokens, detokenize=False,
                       output_kind=RequestOutputKind.FINAL_ONLY)

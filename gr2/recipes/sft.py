@@ -19,6 +19,7 @@ from annotated_types import Ge, Le
 from gr2.base_model import load_base_model
 from gr2.recipes.common import LoraSettings, StepTimer, TrainingSettings, finish_stage, sft_config, train_resuming
 from gr2.rerank_data import ItemCatalog, RerankExample
+from gr2.rerank_format import THINK_CLOSE, THINK_OPEN
 from gr2.weighted_sft import LossWeights, WeightedCompletionCollator, WeightedSFTTrainer, encode_weighted_example
 
 
@@ -29,6 +30,16 @@ class SFTStageConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     emphasis_share: Annotated[float, Ge(0), Le(1)] = 0.3  # share of prompts with the cited evidence emphasised
     lora: LoraSettings | None = None
+    # false: the answers are trained without their reasoning (``<think></think>`` then the ranking), for a model
+    # too small to write the teacher's reasoning: garbled reasoning then steers its ranking (``gr2 eval
+    # diagnose``); the recipe's generation settings must close the reasoning at once (max_reasoning_tokens: 0)
+    reasoning: bool = True
+
+
+def without_reasoning(answer: str) -> str:
+    """The answer with its reasoning emptied: ``<think></think>`` and the ranking as the teacher wrote it."""
+    _, close, ranking = answer.rpartition(THINK_CLOSE)
+    return f"{THINK_OPEN}{THINK_CLOSE}{ranking}" if close else answer
 
 
 def encode_traces(traces: list[dict], catalog: ItemCatalog, tokenizer, config: SFTStageConfig) -> list[dict]:
@@ -40,8 +51,8 @@ def encode_traces(traces: list[dict], catalog: ItemCatalog, tokenizer, config: S
         emphasised = trace["evidence"] if trace["evidence"] and rng.random() < config.emphasis_share else []
         messages = catalog.messages(example, emphasized_history=emphasised)
         try:
-            row = encode_weighted_example(tokenizer, messages, trace["answer"], config.weights,
-                                          config.training.max_length)
+            answer = trace["answer"] if config.reasoning else without_reasoning(trace["answer"])
+            row = encode_weighted_example(tokenizer, messages, answer, config.weights, config.training.max_length)
         except ValueError as error:  # say which trace, and which setting fixes it
             raise ValueError(f"trace {number} (user {trace['user']}): {error}; raise sft.training.max_length "
                              "or shorten the history (max_history)") from error

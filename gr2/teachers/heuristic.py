@@ -141,7 +141,8 @@ class HeuristicTeacher:
             picks = order[: self.config.promote]
             order = picks + [i for i in range(len(example.candidates)) if i not in picks]
         reasoning, evidence = self.rationale(example, order, overlap, cooc)
-        text = format_answer(reasoning, self.catalog.sids.sids([example.candidates[i] for i in order]))
+        keys = self.catalog.answer_keys(example)
+        text = format_answer(reasoning, [keys[i] for i in order])
         provenance = {"teacher": "heuristic", "heuristic": True, "revealed_target": reveal_target,
                       "config": asdict(self.config), "cooccurrence": self.cooccurrence.describe(example)}
         return TeacherReply(text, provenance, evidence)

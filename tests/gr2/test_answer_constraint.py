@@ -57,3 +57,28 @@ def test_constrained_answers_are_not_cut_by_a_short_token_limit(tiny_sid_model, 
                               GenerationSettings(max_new_tokens=10, batch_size=4, max_reasoning_tokens=8))
     for answer in short.rerank(examples):
         assert answer.valid and not answer.repaired
+
+
+def test_index_answers_name_candidates_by_number(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    """answer_format index: the prompt asks for list numbers, the constrained answer is a permutation of "1".."K"
+    whose tokens are those of the same answer written out (as SFT trains on it), and digits stay allowed in the
+    reasoning (titles carry them)."""
+    import dataclasses
+
+    _, tok = load_base_model(tiny_sid_model)
+    catalog = dataclasses.replace(ml100k_catalog, answer_format="index")
+    ex = ml100k_examples[0]
+    keys = catalog.answer_keys(ex)
+    assert keys == [str(i + 1) for i in range(len(ex.candidates))]
+    assert '["n", ...]' in catalog.messages(ex)[0]["content"]
+    constraint = RerankAnswerConstraint(tok, [keys], prompt_length=0, max_reasoning_tokens=6)
+    encode = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    assert not set(encode("Toy Story 1995 2 10")) & set(constraint.banned_in_reasoning)
+    written = encode(format_answer("ok", [keys[2], keys[9], *keys[:2], *keys[3:9]]))
+    sets = constraint.allowed_along(0, written)
+    assert all(allowed is None or token in allowed for token, allowed in zip(written, sets, strict=False))
+    assert sets[len(written)] == [tok.eos_token_id]  # the written answer is complete under the constraint
+    reranker = Reranker.from_dir(tiny_sid_model, catalog, GenerationSettings(max_new_tokens=60, batch_size=4,
+                                                                             max_reasoning_tokens=4))
+    for answer in reranker.rerank(ml100k_examples[:4]):
+        assert answer.valid and sorted(answer.order) == list(range(len(ex.candidates)))

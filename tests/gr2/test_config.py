@@ -84,7 +84,7 @@ def checked(tmp_path, text: str, sets: list[str] = ()):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("datset: games\n", r"datset: unknown key \(the top level has: base_model, dataset"),
+    ("datset: games\n", r"datset: unknown key \(the top level has: answer_format, base_model, dataset"),
     ("sft:\n  training:\n    epocs: 1\n", r"sft.training.epocs: unknown key \(sft.training has: .*epochs"),
     ("midtrain:\n  phases: [{name: a}, {name: b, trainig: {}}]\n",
      r"midtrain.phases\[1\].trainig: unknown key \(midtrain.phases\[1\] has: .*training"),
@@ -174,3 +174,22 @@ def test_lora_on_new_token_rows_refuses_whole_embedding_modules():
     recipe = load_recipe("configs/games-gemma-270m.yaml")
     assert recipe.base_model == "gemma3-270m" and recipe.midtrain.lora.trainable_tokens == "new"
     assert recipe.rl.dapo["rollout_constraint"] == "none" and recipe.rl.rewards == ["naive", "conditional"]
+
+
+def test_a_model_trained_without_reasoning_must_be_decoded_without(tmp_path):
+    from gr2.cli.run_options import load_checked_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("sft: {reasoning: false}\neval: {generation: {max_reasoning_tokens: 0}}\n"
+                      "rl: {dapo: {max_reasoning_tokens: 0}}\n")
+    assert load_checked_recipe(recipe, []).sft.reasoning is False
+    with pytest.raises(ConfigError, match=r"rl\.dapo\.max_reasoning_tokens must be 0"):
+        load_checked_recipe(recipe, ["rl.dapo.max_reasoning_tokens=8"])
+
+
+def test_sft_answers_without_reasoning_keep_the_ranking():
+    from gr2.recipes.sft import without_reasoning
+    from gr2.rerank_format import format_answer
+
+    answer = format_answer("The best fit is Heat (1995).", ["2", "1"])
+    assert without_reasoning(answer) == format_answer("", ["2", "1"])

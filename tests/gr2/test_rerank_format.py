@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -87,3 +88,13 @@ def test_answer_grammar_accepts_exactly_candidate_answers():
     assert not _is_grammar_accept_string(grammar, format_answer("x", SIDS[:4]))  # too few
     assert not _is_grammar_accept_string(grammar, format_answer("a <tag> inside", SIDS))  # '<' in reasoning
     assert not _is_grammar_accept_string(grammar, format_answer("x" * 51, SIDS))  # reasoning too long
+
+
+def test_answer_keys_and_an_unknown_format():
+    from gr2.rerank_format import answer_keys
+
+    assert answer_keys(["<a>", "<b>"], "sid") == ["<a>", "<b>"]
+    assert answer_keys(["<a>", "<b>"], "index") == ["1", "2"]
+    assert parse_answer(format_answer("", ["2", "1"]), ["1", "2"]).order == [1, 0]
+    with pytest.raises(ValueError, match="answer_format"):
+        answer_keys(["<a>"], "letters")

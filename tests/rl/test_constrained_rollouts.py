@@ -74,3 +74,16 @@ def test_one_pass_replay_agrees_with_allowed_at_every_prefix(tiny_sid_model, ml1
                 stray = not allowed or rng.random() < 0.05
                 walk.append(rng.randrange(len(tok)) if stray else rng.choice(allowed))
             assert constraint.allowed_along(row, walk) == [constraint.allowed(row, walk[:i]) for i in range(61)]
+
+
+def test_index_prompts_are_read_back_as_list_numbers(tiny_sid_model, ml100k_catalog, ml100k_examples):
+    import dataclasses
+
+    from gr2.answer_constraint import prompt_answer_keys
+
+    _, tok = load_base_model(tiny_sid_model)
+    ex = ml100k_examples[2]
+    for fmt, expected in (("sid", ml100k_catalog.candidate_sids(ex)), ("index", [str(i + 1) for i in range(10)])):
+        catalog = dataclasses.replace(ml100k_catalog, answer_format=fmt)
+        text = tok.apply_chat_template(catalog.messages(ex), tokenize=False, add_generation_prompt=True)
+        assert prompt_answer_keys(text) == expected

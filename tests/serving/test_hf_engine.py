@@ -82,7 +82,7 @@ def test_one_bad_request_fails_alone(hf_engine, ml100k_catalog, monkeypatch):
     assert isinstance(outs[2], RuntimeError)  # generate() turns this into a fallback for that request alone
     for prepared, out in zip(batch, outs, strict=True):
         if prepared is not poison:
-            assert parse_answer(out[0], prepared.candidate_sids).valid
+            assert parse_answer(out[0], prepared.answer_keys).valid
     assert hf_engine.batch_sizes[batches_before:] == [1, 1, 1, 1]  # the batch failed, then each went alone
     fallback = asyncio.run(hf_engine.generate(poison))  # and through the engine's API: a fallback, not an error
     assert fallback.fallback and fallback.fallback_reason == "engine error"
