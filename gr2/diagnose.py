@@ -70,7 +70,9 @@ def disagreement_profile(examples: Sequence[RerankExample], student: Sequence[Se
     student = [list(o) for o in student]
     teacher = [list(o) for o in teacher]
     k = len(examples[0].candidates) if examples else 0
-    rows = [{"system": "teacher (greedy)", **_side(examples, teacher, head)},
+    identity = [list(range(k)) for _ in examples]
+    rows = [{"system": "pre-rank", **_side(examples, identity, head)},
+            {"system": "teacher (greedy)", **_side(examples, teacher, head)},
             {"system": "student", **_side(examples, student, head)}]
     same_as_teacher = [float(np.mean([s[j] == t[j] for s, t in zip(student, teacher, strict=True)]))
                        for j in range(k)]

@@ -30,6 +30,7 @@ def test_profile_separates_a_good_promoter_from_a_shuffler():
     profile = disagreement_profile(examples, student, teacher, head=1)
     rows = {r["system"]: r for r in profile["rows"]}
     t, s = rows["teacher (greedy)"], rows["student"]
+    assert rows["pre-rank"]["new top-1"] == 0.0 and rows["pre-rank"]["kendall tau to pre-rank"] == 1.0
     assert t["new top-1"] == pytest.approx(2 / 3) and t["new top-1 is the target"] == 1.0
     assert t["replaced top-1 was the target"] == 0.0 and t["tail keeps pre-rank order"] == 1.0
     assert t["target up"] == pytest.approx(2 / 3) and t["target down"] == 0.0
