@@ -61,10 +61,12 @@ def _side(examples: Sequence[RerankExample], orders: Sequence[Sequence[int]], he
 
 
 def disagreement_profile(examples: Sequence[RerankExample], student: Sequence[Sequence[int]],
-                         teacher: Sequence[Sequence[int]], head: int = 3) -> dict:
+                         teacher: Sequence[Sequence[int]], head: int = 3,
+                         others: dict[str, Sequence[Sequence[int]]] | None = None) -> dict:
     """The student's and the teacher's behaviour side by side (rows of one table), and the per-position
-    agreement of the student with the teacher and with the pre-rank order. Every example must hold its target
-    among the candidates; orders are candidate indices, best first."""
+    agreement of the student with the teacher and with the pre-rank order. ``others`` adds rows (the same
+    student's first-slot order, say). Every example must hold its target among the candidates; orders are
+    candidate indices, best first."""
     if any(ex.target_index is None for ex in examples):
         raise ValueError("disagreement_profile needs examples whose target is a candidate")
     student = [list(o) for o in student]
@@ -74,6 +76,8 @@ def disagreement_profile(examples: Sequence[RerankExample], student: Sequence[Se
     rows = [{"system": "pre-rank", **_side(examples, identity, head)},
             {"system": "teacher (greedy)", **_side(examples, teacher, head)},
             {"system": "student", **_side(examples, student, head)}]
+    rows += [{"system": name, **_side(examples, [list(o) for o in orders], head)}
+             for name, orders in (others or {}).items()]
     same_as_teacher = [float(np.mean([s[j] == t[j] for s, t in zip(student, teacher, strict=True)]))
                        for j in range(k)]
     same_as_pre_rank = [float(np.mean([s[j] == j for s in student])) for j in range(k)]

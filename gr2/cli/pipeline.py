@@ -356,8 +356,15 @@ class Pipeline:
             student = reranker.rerank(examples, progress=True)
         finally:
             reranker.close()
+        others = {}
+        if section.generation.max_reasoning_tokens == 0:  # what it knows: its first-slot distribution, whole
+            from gr2.first_slot import FirstSlotReranker
+
+            first = FirstSlotReranker.from_dir(model_dir, self.catalog)
+            others["student (first-slot scores)"] = [a.order for a in first.rerank(examples, progress=True)]
+            first.close()
         profile = disagreement_profile(examples, [a.order for a in student], [t.order for t in teacher],
-                                       head=self.recipe.traces.heuristic.promote)
+                                       head=self.recipe.traces.heuristic.promote, others=others)
         profile.update(model=str(model_dir), split=split, name=name)
         stem = f"diagnose-{name.replace(' ', '-')}-{split}"
         columns = [c for c in profile["rows"][0] if c != "system"]
