@@ -59,6 +59,26 @@ def test_free_decoding_goes_through(vllm_reranker, tiny_sid_model, ml100k_catalo
     assert same >= 0.9
 
 
+def test_numbered_answers_without_reasoning_decode_as_with_hf(vllm_reranker, tiny_sid_model, ml100k_catalog,
+                                                              ml100k_examples):
+    """answer_format index, reasoning closed at once: vLLM's permutation processor walks the same keys as HF."""
+    import dataclasses
+
+    from gr2.engines.vllm_batch import VLLMReranker
+
+    catalog = dataclasses.replace(ml100k_catalog, answer_format="index")
+    settings = dataclasses.replace(CONSTRAINED, max_reasoning_tokens=0)
+    examples = ml100k_examples[:16]
+    numbered = VLLMReranker(vllm_reranker.llm, vllm_reranker.tokenizer, catalog, settings, vllm_reranker.model_dir)
+    texts = numbered.generate([catalog.messages(e) for e in examples],
+                              candidate_sids=[catalog.answer_keys(e) for e in examples])
+    assert all(t.startswith('<think></think>\n{"recommendations": ["') for t in texts)
+    answers = numbered.rerank(examples)
+    assert all(a.valid and not a.repaired for a in answers)
+    hf = Reranker.from_dir(tiny_sid_model, catalog, dataclasses.replace(settings, backend="hf")).rerank(examples)
+    assert agreement([a.order for a in answers], [h.order for h in hf]) >= 0.9
+
+
 def test_load_reranker_reuses_one_engine_per_model(vllm_reranker, tiny_sid_model, ml100k_catalog):
     """Variants of one model share its engine; switching away closes it (run last: it stops the engine)."""
     free = load_reranker(tiny_sid_model, ml100k_catalog, FREE, reuse=vllm_reranker)
