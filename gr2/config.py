@@ -89,6 +89,9 @@ class Recipe:
     max_title_chars: Annotated[int, Ge(8)] | None = None  # titles cut to this in prompts and stage-1 tasks (None: 200)
     # how rerank answers name candidates: "sid" (DESIGN.md) or "index", their number in the prompt's list
     answer_format: Literal["sid", "index"] = "sid"
+    # "cooccurrence": each candidate's line names the recent history item it was most picked with (cross-fitted
+    # on train examples; gr2.prompt_evidence)
+    prompt_evidence: Literal["none", "cooccurrence"] = "none"
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     ranker: RankerSection = field(default_factory=RankerSection)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -8,6 +8,7 @@ end-to-end evaluation but cannot teach or reward a ranking (``target_index is No
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -50,6 +51,7 @@ class ItemCatalog:
     titles: list[str]
     item_ids: list[str]  # the dataset's own ids, as API requests name items
     answer_format: str = "sid"  # how answers name candidates (``rerank_format.answer_keys``)
+    evidence: Any = None  # notes on candidate lines, e.g. ``gr2.prompt_evidence.CooccurrenceEvidence``; None: none
 
     @classmethod
     def build(cls, ds: PreparedDataset, sids: SemanticIDs, max_title_chars: int | None = None,
@@ -69,8 +71,15 @@ class ItemCatalog:
         return [PromptItem(self.sids.sid(i), self.titles[i]) for i in items]
 
     def messages(self, example: RerankExample, emphasized_history: Emphasis = ()) -> list[dict[str, str]]:
-        return build_messages(self.prompt_items(example.history), self.prompt_items(example.candidates),
+        return build_messages(self.prompt_items(example.history), self.candidate_items(example),
                               emphasized_history, self.answer_format)
+
+    def candidate_items(self, example: RerankExample) -> list[PromptItem]:
+        """The candidates as the prompt shows them, with their evidence notes when the catalogue has evidence."""
+        items = self.prompt_items(example.candidates)
+        if self.evidence is None:
+            return items
+        return [PromptItem(i.sid, i.title, n) for i, n in zip(items, self.evidence.notes(example), strict=True)]
 
     def candidate_sids(self, example: RerankExample) -> list[str]:
         return self.sids.sids(example.candidates)

@@ -69,6 +69,7 @@ def sanitize_item_text(text: str, max_chars: int = 200) -> str:
 class PromptItem:
     sid: str  # e.g. <|sid_begin|><s_a_12><s_b_3><s_c_200><|sid_end|>
     title: str
+    note: str = ""  # a candidate's evidence, shown in brackets after its line (gr2.prompt_evidence); never history
 
 
 # Character ranges (start, end) within an item's line (``item_line``) to wrap in emphasis tags.
@@ -114,7 +115,8 @@ def build_user_prompt(
     lines = ["User history (oldest first):"]
     lines += [f"{i + 1}. {format_item(item, marked.get(i, False))}" for i, item in enumerate(history)]
     lines += ["", f"Candidates ({len(candidates)}, in the current ranking's order):"]
-    lines += [f"{i + 1}. {format_item(item)}" for i, item in enumerate(candidates)]
+    lines += [f"{i + 1}. {format_item(item)}" + (f" ({item.note})" if item.note else "")
+              for i, item in enumerate(candidates)]
     lines += ["", "Rank all candidates."]
     return "\n".join(lines)
 

@@ -166,6 +166,13 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
 
     served = [model_name, *engine.adapters]
 
+    def with_evidence(history: list[int], candidates: list[int], items: list[PromptItem]) -> list[PromptItem]:
+        """The candidates with the evidence notes the model was trained with (recipe ``prompt_evidence``)."""
+        if catalog.evidence is None or not items:
+            return items
+        notes = catalog.evidence.notes_for(history, candidates)
+        return [PromptItem(i.sid, i.title, n) for i, n in zip(items, notes, strict=True)]
+
     def adapter_for(name: str | None) -> str | None:
         """None for the base model, else the LoRA adapter the request names; anything else is a 404."""
         if name is None or name == model_name:
@@ -234,20 +241,21 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
                                      "--run RUN` and restart the server)")
         if body.emphasis == "hilight" and body.emphasize_history:
             raise HTTPException(422, "give emphasize_history or emphasis 'hilight', not both")
-        _, history = resolve(body.history, "history")
-        _, candidates = resolve(body.candidates, "candidates")
+        history_indices, history = resolve(body.history, "history")
+        candidate_indices, candidates = resolve(body.candidates, "candidates")
         warnings: list[str] = []
         # the model saw at most max_history items (the most recent) in training: show it no more
         dropped = max(0, len(history) - trained.max_history) if trained.max_history is not None else 0
         emphasize = [p - dropped for p in body.emphasize_history if p >= dropped]
         if dropped:
             metrics.truncated.inc()
-            history = history[dropped:]
+            history, history_indices = history[dropped:], history_indices[dropped:]
             warnings.append(f"history: the model was trained on the {trained.max_history} most recent items; the "
                             f"{dropped} oldest of {len(body.history)} were left out")
             lost = sorted({p for p in body.emphasize_history if p < dropped})
             if lost:
                 warnings.append(f"emphasize_history: positions {lost[:5]} were in the left-out part and are ignored")
+        candidates = with_evidence(history_indices, candidate_indices, candidates)
         k = len(candidates)
         if (note := k_warning("/v1/rerank", k)) is not None:
             warnings.append(note)
@@ -308,7 +316,8 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
             warnings = [note] if (note := k_warning("/v1/recommend", k)) is not None else []
             async with admitted("/v1/recommend"):  # retrieval and SASRec are work too
                 pool = await asyncio.to_thread(cascade.candidates, history, k)
-                candidates = [PromptItem(catalog.sids.sid(i), catalog.titles[i]) for i in pool.items]
+                candidates = with_evidence(history[-cascade.settings.max_history:].tolist(), list(pool.items),
+                                           [PromptItem(catalog.sids.sid(i), catalog.titles[i]) for i in pool.items])
                 if candidates:
                     outcome = await run_engine(shown, candidates, [], adapter)
                 else:  # the user has seen every retrieved item: nothing to recommend, nothing to generate

@@ -97,8 +97,26 @@ class Pipeline:
         from gr2.rerank_data import ItemCatalog
         from tokenizer.fit import load_semantic_ids
 
-        return ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid), self.recipe.max_title_chars,
-                                 self.recipe.answer_format)
+        catalog = ItemCatalog.build(self.dataset, load_semantic_ids(self.layout.sid), self.recipe.max_title_chars,
+                                    self.recipe.answer_format)
+        if self.recipe.prompt_evidence == "cooccurrence":
+            from gr2.prompt_evidence import CooccurrenceEvidence
+
+            catalog.evidence = CooccurrenceEvidence(self.cooccurrence)
+        return catalog
+
+    @cached_property
+    def cooccurrence(self):
+        """Co-occurrence cross-fitted like the train candidates (their folds, from the candidates' manifest, the
+        recipe's if none was written): a train example must not see evidence counted on its own target."""
+        from data.candidates import load_crossfit_settings
+        from gr2.teachers import CrossFitCooccurrence
+
+        try:
+            folds, train_cuts = load_crossfit_settings(self.layout.ranker)
+        except DataError:
+            folds, train_cuts = self.recipe.ranker.folds, self.recipe.ranker.train_cuts
+        return CrossFitCooccurrence.build(self.dataset, folds, train_cuts)
 
     def examples(self, split: str, limit: int, seed: int, with_target: bool = False, max_history: int | None = None):
         """A split's rerank examples (a seeded sample of ``limit`` rows); ``with_target`` keeps only rows whose
@@ -202,19 +220,11 @@ class Pipeline:
         return score
 
     def teacher(self):
-        from data.candidates import load_crossfit_settings
-        from gr2.teachers import CrossFitCooccurrence, HeuristicTeacher, HFTeacher, OpenAITeacher
+        from gr2.teachers import HeuristicTeacher, HFTeacher, OpenAITeacher
 
         section = self.recipe.traces
-        if section.teacher == "heuristic":
-            # cross-fitted like the train candidates: a train trace must not cite co-occurrence counted on its
-            # own target; the folds are the candidates' own (their manifest), the recipe's if none was written
-            try:
-                folds, train_cuts = load_crossfit_settings(self.layout.ranker)
-            except DataError:
-                folds, train_cuts = self.recipe.ranker.folds, self.recipe.ranker.train_cuts
-            cooc = CrossFitCooccurrence.build(self.dataset, folds, train_cuts)
-            return HeuristicTeacher(self.catalog, cooc, section.heuristic)
+        if section.teacher == "heuristic":  # cross-fitted: a train trace never cites its own target's counts
+            return HeuristicTeacher(self.catalog, self.cooccurrence, section.heuristic)
         if section.teacher in ("openai", "hf") and not section.model:
             raise DataError(f"traces.teacher {section.teacher!r} needs traces.model")
         if section.teacher == "openai":

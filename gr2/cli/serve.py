@@ -85,6 +85,13 @@ def build_app(run: Path, opts: ServeOptions):  # noqa: ANN201 - a FastAPI app (i
     dataset = load_prepared(recipe["dataset"])
     catalog = ItemCatalog.build(dataset, load_semantic_ids(run / "sid"), recipe.get("max_title_chars"),
                                 recipe.get("answer_format", "sid"))
+    if recipe.get("prompt_evidence", "none") == "cooccurrence":  # as the model was trained: all train sequences
+        from data.cooccurrence import cooccurrence_matrix
+        from gr2.prompt_evidence import CooccurrenceEvidence
+        from gr2.teachers import CrossFitCooccurrence
+
+        catalog.evidence = CooccurrenceEvidence(CrossFitCooccurrence(
+            cooccurrence_matrix(dataset.train_sequences(), dataset.num_items)))
     model_dir = opts.model or pick_model(run)
     settings = EngineSettings(str(model_dir), timeout_s=opts.timeout_s, max_new_tokens=opts.max_new_tokens,
                               exact_tokens=opts.exact_tokens, constraint=opts.constraint,

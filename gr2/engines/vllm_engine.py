@@ -200,7 +200,7 @@ class BaseRerankEngine:
     def clean_item(self, item: PromptItem) -> PromptItem:
         """The item with its title stripped of the served tokenizer's markup (and the training sanitizer's)."""
         guard = self.item_text_guard
-        return PromptItem(item.sid, guard(item.title) if guard is not None else item.title)
+        return PromptItem(item.sid, guard(item.title) if guard is not None else item.title, item.note)
 
     def prompt(self, history: Sequence[PromptItem], candidates: Sequence[PromptItem],
                emphasized_history: Sequence[int] = ()) -> str:

@@ -157,3 +157,28 @@ def test_metrics_label_route_templates_not_raw_paths(client):
     text = client.get("/metrics").text
     assert "/no/such/page" not in text and 'endpoint="unmatched",status="404"' in text
     assert 'gr2_requests_total{endpoint="/v1/rerank",status="413"}' in text
+
+
+def test_evidence_notes_reach_the_served_prompt(client, rerank_engine, ml100k, ml100k_catalog):
+    """A run trained with prompt_evidence: the server writes each candidate's note as training did (same prompt
+    tokens as the catalogue's own messages for that example), and the answer is still a permutation."""
+    from data.cooccurrence import cooccurrence_matrix
+    from gr2.prompt_evidence import CooccurrenceEvidence
+    from gr2.rerank_data import RerankExample
+    from gr2.teachers import CrossFitCooccurrence
+
+    history, candidates = [49, 171, 180, 99], list(range(0, 10))
+    plain = client.post("/v1/rerank", json=body(ml100k_catalog, history, candidates)).json()
+    ml100k_catalog.evidence = CooccurrenceEvidence(CrossFitCooccurrence(
+        cooccurrence_matrix(ml100k.train_sequences(), ml100k.num_items)))
+    try:
+        noted = client.post("/v1/rerank", json=body(ml100k_catalog, history, candidates)).json()
+        messages = ml100k_catalog.messages(RerankExample(0, history, candidates, -1, "test"))
+    finally:
+        ml100k_catalog.evidence = None
+    assert "(picked with" in messages[1]["content"]
+    tok = rerank_engine.tokenizer
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    expected = len(tok(text, add_special_tokens=False)["input_ids"])
+    assert noted["usage"]["prompt_tokens"] == expected > plain["usage"]["prompt_tokens"]
+    assert sorted(r["index"] for r in noted["results"]) == list(range(10))

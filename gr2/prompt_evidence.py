@@ -1,0 +1,59 @@
+"""Collaborative evidence on the candidates' lines of a rerank prompt (``prompt_evidence: cooccurrence``).
+
+What lets the heuristic teacher beat the pre-rank order on Games is co-occurrence: which candidates other
+users picked next to this user's recent items (valid NDCG@5 +10.6% over pre-rank from co-occurrence alone,
++3.0% from title overlap alone). A small student cannot hold a 16,859-item co-occurrence table in its weights
+(its stage-1 likelihood order trails SASRec's), and the first-slot distribution of an SFT student trained
+without it ranks the candidates no better than the pre-rank order. So the prompt says it, as recommenders
+that put collaborative signals into an LLM's prompt do: each candidate's line ends with the recent history
+item it was most often picked with and how strongly, ``(picked with 9: strong)``, the measure the teacher
+itself ranks by (co-occurrence scaled by the example's largest, discounted 0.8 per step back in the history).
+
+No leak: the evidence of a train example is counted on its cross-fitted fold (``CrossFitCooccurrence``, the
+teacher's and the candidates' folds), so it never counts the example's own target; valid, test and served
+requests read the matrix of all train sequences, which is what exists at inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from gr2.rerank_data import RerankExample
+
+# (threshold on the recency-discounted, example-scaled co-occurrence, word shown); below the last: no note
+LEVELS = ((0.5, "strong"), (0.15, "some"), (1e-9, "weak"))
+
+
+@dataclass
+class CooccurrenceEvidence:
+    """Notes for the candidates of a rerank example; ``cooccurrence`` has ``matrix(example) -> csr_matrix``
+    (a ``gr2.teachers.CrossFitCooccurrence``)."""
+
+    cooccurrence: object
+    recency: float = 0.8
+
+    def notes(self, example: RerankExample) -> list[str]:
+        return self.notes_from(self.cooccurrence.matrix(example), example.history, example.candidates)
+
+    def notes_for(self, history: Sequence[int], candidates: Sequence[int]) -> list[str]:
+        """A served request's notes (the all-train matrix: no split, no fold)."""
+        return self.notes(RerankExample(-1, list(history), list(candidates), -1, ""))
+
+    def notes_from(self, matrix: sp.csr_matrix, history: Sequence[int], candidates: Sequence[int]) -> list[str]:
+        if not len(history) or not len(candidates):
+            return [""] * len(candidates)
+        cooc = np.asarray(matrix[list(history)][:, list(candidates)].todense(), dtype=np.float64)
+        if cooc.max() <= 0:
+            return [""] * len(candidates)
+        discount = self.recency ** np.arange(len(history))[::-1][:, None]  # the most recent item counts whole
+        strength = cooc / cooc.max() * discount
+        best, value = strength.argmax(axis=0), strength.max(axis=0)
+        notes = []
+        for position, v in zip(best, value, strict=True):
+            word = next((w for threshold, w in LEVELS if v >= threshold), None)
+            notes.append(f"picked with {position + 1}: {word}" if word else "")
+        return notes
