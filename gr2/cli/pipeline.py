@@ -9,6 +9,7 @@ training stages themselves resume from their newest checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -291,7 +292,6 @@ class Pipeline:
     def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
         from evals.report import write_report
         from gr2.evaluate import METRIC_COLUMNS, rerank_metrics
-        from gr2.reranker import load_reranker
 
         if models is None:
             candidates = [("stage 1", self.layout.midtrain / "model"), ("SFT", self.layout.sft / "model"),
@@ -329,14 +329,15 @@ class Pipeline:
         reranker = None  # one model's engine at a time: load_reranker closes the previous one
         for name, path in models.items():
             for suffix, settings in variants:
-                reranker = load_reranker(path, self.catalog, settings, reuse=reranker)
+                reranker = _LazyReranker(path, self.catalog, settings, reranker)
                 for split, examples in splits.items():
                     if suffix and section.free_decoding_users and len(examples) > section.free_decoding_users:
                         # the free rows measure what the model writes unaided: a seeded subset says it as well
                         rng = np.random.default_rng(self.recipe.seed)
                         keep = np.sort(rng.choice(len(examples), section.free_decoding_users, replace=False))
                         examples = [examples[i] for i in keep]
-                    answers = reranker.rerank(examples, progress=True)
+                    answers = self.cached_answers(f"{name}{suffix}", split, path, settings, examples,
+                                                  lambda ex=examples, r=reranker: r.rerank(ex, progress=True))
                     reference = teacher.get(split) if len(examples) == len(splits[split]) else None
                     tables[split].append({"system": name + suffix,
                                           **rerank_metrics(examples, answers, recall[split], reference)})
@@ -393,6 +394,30 @@ class Pipeline:
                        f"{name}: agreement per position ({split})", xlabel="answer position", ylabel="share")
             console.print((out / f"{stem}.md").read_text(), markup=False, highlight=False, soft_wrap=True)
         return profile
+
+    def cached_answers(self, system: str, split: str, model_dir: Path, settings, examples: list, produce):
+        """A model's answers on a split, kept in RUN/eval/answers/ so that an evaluation killed part-way (a
+        split of every Games user takes tens of minutes on 2 cores) resumes at the next model and split; reused
+        only for the same model files, decoding settings, prompt options and users."""
+        import hashlib
+
+        from gr2.rerank_format import ParsedAnswer
+
+        weights = sorted(Path(model_dir).glob("*.safetensors"))
+        key = {"system": system, "split": split, "model": str(model_dir),
+               "model_mtime": [w.stat().st_mtime for w in weights], "settings": dataclasses.asdict(settings),
+               "answer_format": self.recipe.answer_format, "prompt_evidence": self.recipe.prompt_evidence,
+               "users": hashlib.sha1(repr([(e.user, e.target, e.candidates) for e in examples]).encode()).hexdigest()}
+        path = self.layout.eval / "answers" / f"{system.replace(' ', '-')}-{split}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") == key:
+                console.print(f"{system} on {split}: {len(examples):,} answers from {path}")
+                return [ParsedAnswer(**a) for a in saved["answers"]]
+        answers = produce()
+        if is_main_process():
+            write_json_atomic(path, {"key": key, "answers": [dataclasses.asdict(a) for a in answers]})
+        return answers
 
     def stage1_likelihood_rows(self, splits: list[str], recall: dict[str, float],
                                teacher: dict[str, list] | None = None) -> dict[str, dict]:
@@ -515,3 +540,33 @@ class Pipeline:
             write_manifest(self.layout.root, kind="gr2-run", config=dataclasses.asdict(self.recipe),
                            seed=self.recipe.seed, metrics={"seconds": self.timings})
         return self.timings
+
+
+class _LazyReranker:
+    """``load_reranker`` deferred to the first ``rerank``: a model whose answers all come from the answer cache
+    starts no engine. Closing passes on to the engine, and the next lazy reranker reuses it as ``reuse``."""
+
+    def __init__(self, model_dir: Path, catalog, settings, previous=None):
+        self.model_dir, self.catalog, self.settings = model_dir, catalog, settings
+        self.previous = previous
+        self.loaded = None
+
+    def rerank(self, examples, progress: bool = False):
+        from gr2.reranker import load_reranker
+
+        if self.loaded is None:
+            previous = self.previous.release() if isinstance(self.previous, _LazyReranker) else self.previous
+            self.loaded = load_reranker(self.model_dir, self.catalog, self.settings, reuse=previous)
+            self.previous = None
+        return self.loaded.rerank(examples, progress=progress)
+
+    def release(self):
+        """The engine (or the earlier one this never replaced), handed on to the next reranker to reuse or close."""
+        if self.loaded is not None:
+            return self.loaded
+        return self.previous.release() if isinstance(self.previous, _LazyReranker) else self.previous
+
+    def close(self) -> None:
+        engine = self.release()
+        if engine is not None:
+            engine.close()

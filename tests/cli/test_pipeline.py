@@ -76,6 +76,20 @@ def test_rerun_skips_finished_stages(small_run):
 
 
 @pytest.mark.slow
+def test_eval_rerun_reads_each_models_answers_back(small_run):
+    """A second `gr2 eval rerank` decodes nothing it decoded before (same models, settings, users): each model
+    row comes from RUN/eval/answers/, and the tables are the same."""
+    run, _ = small_run
+    cached = sorted(p.name for p in (run / "eval" / "answers").glob("*.json"))
+    assert "SFT-test.json" in cached and "RL-conditional-valid.json" in cached, cached
+    before = json.loads((run / "eval" / "rerank-test.json").read_text())
+    again = CliRunner().invoke(app, ["eval", "rerank", "--run", str(run), *SETS])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("answers from") == len(cached)
+    assert json.loads((run / "eval" / "rerank-test.json").read_text()) == before
+
+
+@pytest.mark.slow
 def test_sft_under_accelerate_launch_two_cpu_processes(small_run):
     """Two gloo ranks train; rank 0 alone writes the model (see configs/accelerate/cpu-2proc.yaml)."""
     run, _ = small_run
