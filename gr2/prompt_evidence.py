@@ -5,9 +5,13 @@ users picked next to this user's recent items (valid NDCG@5 +10.6% over pre-rank
 +3.0% from title overlap alone). A small student cannot hold a 16,859-item co-occurrence table in its weights
 (its stage-1 likelihood order trails SASRec's), and the first-slot distribution of an SFT student trained
 without it ranks the candidates no better than the pre-rank order. So the prompt says it, as recommenders
-that put collaborative signals into an LLM's prompt do: each candidate's line ends with the recent history
-item it was most often picked with and how strongly, ``(picked with 9: strong)``, the measure the teacher
-itself ranks by (co-occurrence scaled by the example's largest, discounted 0.8 per step back in the history).
+that put collaborative signals into an LLM's prompt do: how strongly each candidate was picked with the
+user's recent items (strong / some / weak), the measure the teacher itself ranks by (co-occurrence scaled by
+the example's largest, discounted 0.8 per step back in the history). ``rerank_format`` shows the levels as one
+line after the candidates, strongest first (``Picked with your recent items: 8 (strong), 3 (some)``): a
+per-line note ``(picked with 10: strong)`` was not picked up by the tiny student in 750 SFT steps (its
+first-slot order stayed at the pre-rank's level), while copying numbers from a nearby line is what it
+already does well.
 
 No leak: the evidence of a train example is counted on its cross-fitted fold (``CrossFitCooccurrence``, the
 teacher's and the candidates' folds), so it never counts the example's own target; valid, test and served
@@ -51,9 +55,4 @@ class CooccurrenceEvidence:
             return [""] * len(candidates)
         discount = self.recency ** np.arange(len(history))[::-1][:, None]  # the most recent item counts whole
         strength = cooc / cooc.max() * discount
-        best, value = strength.argmax(axis=0), strength.max(axis=0)
-        notes = []
-        for position, v in zip(best, value, strict=True):
-            word = next((w for threshold, w in LEVELS if v >= threshold), None)
-            notes.append(f"picked with {position + 1}: {word}" if word else "")
-        return notes
+        return [next((word for threshold, word in LEVELS if v >= threshold), "") for v in strength.max(axis=0)]

@@ -69,7 +69,7 @@ def sanitize_item_text(text: str, max_chars: int = 200) -> str:
 class PromptItem:
     sid: str  # e.g. <|sid_begin|><s_a_12><s_b_3><s_c_200><|sid_end|>
     title: str
-    note: str = ""  # a candidate's evidence, shown in brackets after its line (gr2.prompt_evidence); never history
+    note: str = ""  # a candidate's evidence level (gr2.prompt_evidence), listed after the candidates; never history
 
 
 # Character ranges (start, end) within an item's line (``item_line``) to wrap in emphasis tags.
@@ -115,10 +115,20 @@ def build_user_prompt(
     lines = ["User history (oldest first):"]
     lines += [f"{i + 1}. {format_item(item, marked.get(i, False))}" for i, item in enumerate(history)]
     lines += ["", f"Candidates ({len(candidates)}, in the current ranking's order):"]
-    lines += [f"{i + 1}. {format_item(item)}" + (f" ({item.note})" if item.note else "")
-              for i, item in enumerate(candidates)]
+    lines += [f"{i + 1}. {format_item(item)}" for i, item in enumerate(candidates)]
+    noted = [i for i, item in enumerate(candidates) if item.note]
+    if noted:  # strongest first, then list order (EVIDENCE_LEVELS)
+        noted.sort(key=lambda i: (_level_rank(candidates[i].note), i))
+        lines += ["", "Picked with your recent items: " + ", ".join(f"{i + 1} ({candidates[i].note})" for i in noted)]
     lines += ["", "Rank all candidates."]
     return "\n".join(lines)
+
+
+EVIDENCE_LEVELS = ("strong", "some", "weak")  # gr2.prompt_evidence's words, strongest first
+
+
+def _level_rank(note: str) -> int:
+    return EVIDENCE_LEVELS.index(note) if note in EVIDENCE_LEVELS else len(EVIDENCE_LEVELS)
 
 
 def build_messages(

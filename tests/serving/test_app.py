@@ -176,7 +176,7 @@ def test_evidence_notes_reach_the_served_prompt(client, rerank_engine, ml100k, m
         messages = ml100k_catalog.messages(RerankExample(0, history, candidates, -1, "test"))
     finally:
         ml100k_catalog.evidence = None
-    assert "(picked with" in messages[1]["content"]
+    assert "Picked with your recent items: " in messages[1]["content"]
     tok = rerank_engine.tokenizer
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     expected = len(tok(text, add_special_tokens=False)["input_ids"])
