@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from gr2.answer_constraint import HEAD, SEPARATOR, TAIL
 from gr2.rerank_data import ItemCatalog, RerankExample
 from gr2.rerank_format import THINK_CLOSE, THINK_OPEN, ParsedAnswer, format_answer, parse_answer
+from gr2.sid_lm import tail_logprobs
 
 
 class FirstSlotReranker:
@@ -67,17 +68,8 @@ class FirstSlotReranker:
                     scored = self._encode(key) + end
                     rows.append(prompt + head + scored)
                     spans.append(len(scored))
-            width, span = max(map(len, rows)), max(spans)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, row in enumerate(rows):  # left padding: every scored span ends at the last position
-                ids[r, width - len(row):] = torch.tensor(row)
-                mask[r, width - len(row):] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                    logits_to_keep=span + 1).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, -span:, None])[..., 0]
+            span = max(spans)
+            logp = tail_logprobs(self.model, rows, span, pad)  # a shorter key's row: its span's tail only
             keep = torch.arange(span)[None, :] >= (span - torch.tensor(spans))[:, None]
             out[lo:lo + len(batch)] = (logp * keep).sum(-1).view(len(batch), k).double().numpy()
         return out

@@ -33,6 +33,26 @@ def sequence_conversation(sids: Sequence[str]) -> dict:
             "completion": [{"role": "assistant", "content": "".join(sids)}]}
 
 
+def tail_logprobs(model, rows: Sequence[Sequence[int]], span: int, pad: int):  # noqa: ANN201 - a torch tensor
+    """(rows, span) log-probabilities of each row's last ``span`` tokens given what precedes them, in one forward.
+
+    Left padding puts every row's scored tokens in the last ``span`` positions, so the LM head runs on those
+    alone (the full-vocabulary logits of every prefix position would cost far more); position ids restart at 0
+    after the padding, as in training."""
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row):] = torch.tensor(list(row))
+        mask[r, width - len(row):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=span + 1).logits
+    return torch.log_softmax(logits.float()[:, :-1], dim=-1).gather(-1, ids[:, -span:, None])[..., 0]
+
+
 @dataclass
 class LikelihoodSettings:
     max_history: int = 50  # most recent items in the prefix (SASRec's max_len)
@@ -64,7 +84,6 @@ class SIDLikelihood:
     def candidate_scores(self, histories: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]],
                          progress: bool = False) -> np.ndarray:
         """(users, K) log P(candidate's SID | history), summed over its tokens."""
-        import torch
 
         n, k = len(histories), len(candidates[0]) if candidates else 0
         out = np.zeros((n, k), dtype=np.float64)
@@ -76,20 +95,7 @@ class SIDLikelihood:
             users = order[lo:lo + step]
             rows = [self.prefix(histories[u]) + self._item_tokens[item].tolist() for u in users
                     for item in candidates[u]]
-            # left padding puts every candidate's SID in the last ``span`` positions, so the LM head runs on
-            # those alone (the full-vocabulary logits of every prefix position would cost far more); position ids
-            # restart at 0 after the padding, as in training
-            width = max(map(len, rows))
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, row in enumerate(rows):
-                ids[r, width - len(row):] = torch.tensor(row)
-                mask[r, width - len(row):] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                    logits_to_keep=span + 1).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, -span:, None])[..., 0]
+            logp = tail_logprobs(self.model, rows, span, pad)
             out[users] = logp.sum(-1).view(-1, k).double().numpy()
         return out
 
