@@ -292,6 +292,7 @@ class Pipeline:
     def run_eval(self, models: dict[str, Path] | None = None) -> dict[str, list[dict]]:
         from evals.report import write_report
         from gr2.evaluate import METRIC_COLUMNS, rerank_metrics
+        from gr2.reranker import load_reranker
 
         if models is None:
             candidates = [("stage 1", self.layout.midtrain / "model"), ("SFT", self.layout.sft / "model"),
@@ -326,10 +327,18 @@ class Pipeline:
         if section.likelihood_row and stage1.exists():  # the stage-1 model's own order: no generation
             for split, row in self.stage1_likelihood_rows(list(splits), recall, teacher).items():
                 tables[split].append(row)
-        reranker = None  # one model's engine at a time: load_reranker closes the previous one
+        # one model's engine at a time, started only when an answer is not kept already (load_reranker closes the
+        # previous model's engine, and reuses it for another variant of the same model)
+        loaded: dict = {"key": None, "reranker": None}
+
+        def decode(path: Path, settings, examples: list) -> list:
+            if loaded["key"] != (path, settings):
+                loaded["reranker"] = load_reranker(path, self.catalog, settings, reuse=loaded["reranker"])
+                loaded["key"] = (path, settings)
+            return loaded["reranker"].rerank(examples, progress=True)
+
         for name, path in models.items():
             for suffix, settings in variants:
-                reranker = _LazyReranker(path, self.catalog, settings, reranker)
                 for split, examples in splits.items():
                     if suffix and section.free_decoding_users and len(examples) > section.free_decoding_users:
                         # the free rows measure what the model writes unaided: a seeded subset says it as well
@@ -337,12 +346,12 @@ class Pipeline:
                         keep = np.sort(rng.choice(len(examples), section.free_decoding_users, replace=False))
                         examples = [examples[i] for i in keep]
                     answers = self.cached_answers(f"{name}{suffix}", split, path, settings, examples,
-                                                  lambda ex=examples, r=reranker: r.rerank(ex, progress=True))
+                                                  lambda p=path, st=settings, ex=examples: decode(p, st, ex))
                     reference = teacher.get(split) if len(examples) == len(splits[split]) else None
                     tables[split].append({"system": name + suffix,
                                           **rerank_metrics(examples, answers, recall[split], reference)})
-        if reranker is not None:
-            reranker.close()
+        if loaded["reranker"] is not None:
+            loaded["reranker"].close()
         for split, rows in tables.items():
             paths = write_report(self.layout.eval, f"rerank-{split}", f"Rerank on {self.dataset.name} ({split})",
                                  rows, METRIC_COLUMNS, plot_columns=("R@1", "R@5", "NDCG@5", "valid", "identity"))
@@ -541,32 +550,3 @@ class Pipeline:
                            seed=self.recipe.seed, metrics={"seconds": self.timings})
         return self.timings
 
-
-class _LazyReranker:
-    """``load_reranker`` deferred to the first ``rerank``: a model whose answers all come from the answer cache
-    starts no engine. Closing passes on to the engine, and the next lazy reranker reuses it as ``reuse``."""
-
-    def __init__(self, model_dir: Path, catalog, settings, previous=None):
-        self.model_dir, self.catalog, self.settings = model_dir, catalog, settings
-        self.previous = previous
-        self.loaded = None
-
-    def rerank(self, examples, progress: bool = False):
-        from gr2.reranker import load_reranker
-
-        if self.loaded is None:
-            previous = self.previous.release() if isinstance(self.previous, _LazyReranker) else self.previous
-            self.loaded = load_reranker(self.model_dir, self.catalog, self.settings, reuse=previous)
-            self.previous = None
-        return self.loaded.rerank(examples, progress=progress)
-
-    def release(self):
-        """The engine (or the earlier one this never replaced), handed on to the next reranker to reuse or close."""
-        if self.loaded is not None:
-            return self.loaded
-        return self.previous.release() if isinstance(self.previous, _LazyReranker) else self.previous
-
-    def close(self) -> None:
-        engine = self.release()
-        if engine is not None:
-            engine.close()
