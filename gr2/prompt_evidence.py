@@ -8,8 +8,8 @@ without it ranks the candidates no better than the pre-rank order. So the prompt
 that put collaborative signals into an LLM's prompt do: how strongly each candidate was picked with the
 user's recent items (strong / some / weak), the measure the teacher itself ranks by (co-occurrence scaled by
 the example's largest, discounted 0.8 per step back in the history). ``rerank_format`` shows the levels as one
-line after the candidates, strongest first (``Picked with your recent items: 8 (strong), 3 (some)``): a
-per-line note ``(picked with 10: strong)`` was not picked up by the tiny student in 750 SFT steps (its
+line after the candidates, strongest first (``Picked with your recent items: 8 (strong), 3 (some)``, ordered by
+the strength itself, not only its word): a per-line note ``(picked with 10: strong)`` was not picked up by the tiny student in 750 SFT steps (its
 first-slot order stayed at the pre-rank's level), while copying numbers from a nearby line is what it
 already does well.
 
@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gr2.rerank_data import RerankExample
+from gr2.rerank_format import PromptItem
 
 # (threshold on the recency-discounted, example-scaled co-occurrence, word shown); below the last: no note
 LEVELS = ((0.5, "strong"), (0.15, "some"), (1e-9, "weak"))
@@ -41,18 +42,37 @@ class CooccurrenceEvidence:
     recency: float = 0.8
 
     def notes(self, example: RerankExample) -> list[str]:
-        return self.notes_from(self.cooccurrence.matrix(example), example.history, example.candidates)
+        return [level(v) for v in self.strengths(example)]
 
     def notes_for(self, history: Sequence[int], candidates: Sequence[int]) -> list[str]:
         """A served request's notes (the all-train matrix: no split, no fold)."""
-        return self.notes(RerankExample(-1, list(history), list(candidates), -1, ""))
+        return [level(v) for v in self.strengths_for(history, candidates)]
 
     def notes_from(self, matrix: sp.csr_matrix, history: Sequence[int], candidates: Sequence[int]) -> list[str]:
+        return [level(v) for v in self.strengths_from(matrix, history, candidates)]
+
+    def strengths(self, example: RerankExample) -> np.ndarray:
+        return self.strengths_from(self.cooccurrence.matrix(example), example.history, example.candidates)
+
+    def strengths_for(self, history: Sequence[int], candidates: Sequence[int]) -> np.ndarray:
+        return self.strengths(RerankExample(-1, list(history), list(candidates), -1, ""))
+
+    def strengths_from(self, matrix: sp.csr_matrix, history: Sequence[int], candidates: Sequence[int]) -> np.ndarray:
+        """Each candidate's strongest recency-discounted co-occurrence with a history item, scaled by the
+        example's largest count (the heuristic teacher's co-occurrence term, computed the same way)."""
         if not len(history) or not len(candidates):
-            return [""] * len(candidates)
+            return np.zeros(len(candidates))
         cooc = np.asarray(matrix[list(history)][:, list(candidates)].todense(), dtype=np.float64)
         if cooc.max() <= 0:
-            return [""] * len(candidates)
+            return np.zeros(len(candidates))
         discount = self.recency ** np.arange(len(history))[::-1][:, None]  # the most recent item counts whole
-        strength = cooc / cooc.max() * discount
-        return [next((word for threshold, word in LEVELS if v >= threshold), "") for v in strength.max(axis=0)]
+        return (cooc / cooc.max() * discount).max(axis=0)
+
+    def annotate(self, items: Sequence[PromptItem], strengths: np.ndarray) -> list[PromptItem]:
+        """The candidates' prompt items with their level and strength (which orders the evidence line)."""
+        return [PromptItem(i.sid, i.title, level(v), float(v)) for i, v in zip(items, strengths, strict=True)]
+
+
+def level(strength: float) -> str:
+    """The word a strength shows as; "" (no note) below the weakest level."""
+    return next((word for threshold, word in LEVELS if strength >= threshold), "")

@@ -79,7 +79,7 @@ class ItemCatalog:
         items = self.prompt_items(example.candidates)
         if self.evidence is None:
             return items
-        return [PromptItem(i.sid, i.title, n) for i, n in zip(items, self.evidence.notes(example), strict=True)]
+        return self.evidence.annotate(items, self.evidence.strengths(example))
 
     def candidate_sids(self, example: RerankExample) -> list[str]:
         return self.sids.sids(example.candidates)

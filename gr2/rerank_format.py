@@ -70,6 +70,7 @@ class PromptItem:
     sid: str  # e.g. <|sid_begin|><s_a_12><s_b_3><s_c_200><|sid_end|>
     title: str
     note: str = ""  # a candidate's evidence level (gr2.prompt_evidence), listed after the candidates; never history
+    strength: float = 0.0  # the value behind the note: orders the evidence line within a level
 
 
 # Character ranges (start, end) within an item's line (``item_line``) to wrap in emphasis tags.
@@ -117,8 +118,8 @@ def build_user_prompt(
     lines += ["", f"Candidates ({len(candidates)}, in the current ranking's order):"]
     lines += [f"{i + 1}. {format_item(item)}" for i, item in enumerate(candidates)]
     noted = [i for i, item in enumerate(candidates) if item.note]
-    if noted:  # strongest first, then list order (EVIDENCE_LEVELS)
-        noted.sort(key=lambda i: (_level_rank(candidates[i].note), i))
+    if noted:  # strongest first (level, then its value), then list order
+        noted.sort(key=lambda i: (_level_rank(candidates[i].note), -candidates[i].strength, i))
         lines += ["", "Picked with your recent items: " + ", ".join(f"{i + 1} ({candidates[i].note})" for i in noted)]
     lines += ["", "Rank all candidates."]
     return "\n".join(lines)

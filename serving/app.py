@@ -170,8 +170,7 @@ def create_app(engine: BaseRerankEngine, catalog: ItemCatalog, model_name: str, 
         """The candidates with the evidence notes the model was trained with (recipe ``prompt_evidence``)."""
         if catalog.evidence is None or not items:
             return items
-        notes = catalog.evidence.notes_for(history, candidates)
-        return [PromptItem(i.sid, i.title, n) for i, n in zip(items, notes, strict=True)]
+        return catalog.evidence.annotate(items, catalog.evidence.strengths_for(history, candidates))
 
     def adapter_for(name: str | None) -> str | None:
         """None for the base model, else the LoRA adapter the request names; anything else is a 404."""

@@ -52,3 +52,44 @@ def test_evidence_is_one_line_after_the_candidates_strongest_first(ml100k_catalo
     assert "Picked with your recent items: 5 (strong), 7 (strong), 3 (some)\n" in prompt
     assert prompt.index("Picked with") > prompt.index("10. ")  # after every candidate line
     assert ml100k_catalog.messages(ex)[1]["content"].count("Picked with") == 0  # no evidence, no line
+
+
+def test_evidence_line_orders_a_level_by_its_strength(ml100k_catalog, ml100k_examples):
+    import dataclasses
+
+    ex = ml100k_examples[0]
+    h = ex.history
+    pairs = {(h[-1], ex.candidates[4]): 0.8, (h[-1], ex.candidates[6]): 1.0, (h[-1], ex.candidates[2]): 0.6}
+    evidence = CooccurrenceEvidence(CrossFitCooccurrence(matrix(pairs, len(ml100k_catalog.titles))))
+    catalog = dataclasses.replace(ml100k_catalog, evidence=evidence)
+    assert "Picked with your recent items: 7 (strong), 5 (strong), 3 (strong)\n" in catalog.messages(ex)[1]["content"]
+
+
+def test_a_co_occurrence_teacher_promotes_the_first_entries_of_the_evidence_line(ml100k_catalog, ml100k_examples):
+    """With title overlap and the position prior off, the teacher's picks are a function of the prompt:
+    what a student can learn to read off it."""
+    import dataclasses
+    import re
+
+    from gr2.rerank_format import parse_answer
+    from gr2.teachers import HeuristicTeacher, HeuristicTeacherConfig
+
+    n = len(ml100k_catalog.titles)
+    rng = np.random.default_rng(0)
+    counts = sp.random(n, n, density=0.05, random_state=1, data_rvs=lambda k: rng.integers(1, 9, k)).tocsr()
+    cooc = CrossFitCooccurrence(counts)
+    catalog = dataclasses.replace(ml100k_catalog, evidence=CooccurrenceEvidence(cooc))
+    teacher = HeuristicTeacher(catalog, cooc, HeuristicTeacherConfig(
+        promote=3, overlap_weight=0.0, prior_weight=0.0, temperature=0.0))
+    checked = 0
+    for ex in ml100k_examples:
+        messages = catalog.messages(ex)
+        line = re.search(r"Picked with your recent items: (.*)\n", messages[1]["content"])
+        if line is None or len(line.group(1).split(", ")) < 3:
+            continue
+        listed = [int(entry.split(" ")[0]) - 1 for entry in line.group(1).split(", ")]
+        reply = teacher.reply(ex, messages, reveal_target=False, rng=np.random.default_rng(0))
+        order = parse_answer(reply.text, catalog.answer_keys(ex)).order
+        assert order[:3] == listed[:3]
+        checked += 1
+    assert checked >= 5
