@@ -4,7 +4,8 @@
 # training stages continue from their newest checkpoint.
 #   scripts/bench_run.sh configs/games-cpu.yaml ~/.cache/gr2/runs/games-tiny midtrain stage1-eval traces sft rl eval
 # Stages: those of `gr2 quickstart` (tokenizer ranker pretrain midtrain traces sft rl eval) plus stage1-eval
-# (gr2 eval stage1). RUN/COMMIT records the commit (and uncommitted files) each launch ran at.
+# (gr2 eval stage1) and rl-conditional / rl-naive (one reward's RL). BENCH_SET="eval.splits=[test] ..." overrides
+# recipe fields as --set does (space-separated). RUN/COMMIT records the commit (and uncommitted files) each launch ran at.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RECIPE=$1 RUN=$2
@@ -15,7 +16,7 @@ rm -rf "$SNAP.new" && mkdir -p "$SNAP.new"
 (cd "$REPO" && git ls-files -co --exclude-standard | tar -cf - -T -) | tar -xf - -C "$SNAP.new"
 (cd "$REPO" && git rev-parse HEAD && git status --short) > "$SNAP.new/COMMIT"
 rm -rf "$SNAP" && mv "$SNAP.new" "$SNAP"
-echo "$(date -u +%FT%TZ) stages: $* commit: $(head -1 "$SNAP/COMMIT") (+ uncommitted: $(tail -n +2 "$SNAP/COMMIT" | wc -l) files)" >> "$RUN/COMMIT"
+echo "$(date -u +%FT%TZ) stages: $* ${BENCH_SET:+set: $BENCH_SET } commit: $(head -1 "$SNAP/COMMIT") (+ uncommitted: $(tail -n +2 "$SNAP/COMMIT" | wc -l) files)" >> "$RUN/COMMIT"
 cd "$SNAP"
 export OMP_WAIT_POLICY=PASSIVE
 exec "$REPO/.venv/bin/python" - "$RECIPE" "$RUN" "$@" <<'PY'
@@ -29,12 +30,17 @@ assert gr2.__file__.startswith(str(Path.cwd())), f"not running from the snapshot
 from gr2.cli.run_options import make_pipeline  # noqa: E402
 
 recipe, run, stages = Path(sys.argv[1]), Path(sys.argv[2]).expanduser(), sys.argv[3:]
-pipeline = make_pipeline(recipe if recipe.is_absolute() else Path.cwd() / recipe, run, [])
+import os
+
+sets = os.environ.get("BENCH_SET", "").split()
+pipeline = make_pipeline(recipe if recipe.is_absolute() else Path.cwd() / recipe, run, sets)
 for stage in stages:
     start = time.perf_counter()
     if stage == "stage1-eval":
         pipeline.run_stage1_rerank_eval()
         pipeline.run_stage1_eval()
+    elif stage.startswith("rl-"):
+        pipeline.run_rl([stage.removeprefix("rl-")])
     else:
         pipeline.run([stage])
     print(f"== {stage}: {time.perf_counter() - start:.0f} s", flush=True)
