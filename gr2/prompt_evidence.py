@@ -8,10 +8,11 @@ without it ranks the candidates no better than the pre-rank order. So the prompt
 that put collaborative signals into an LLM's prompt do: how strongly each candidate was picked with the
 user's recent items (strong / some / weak), the measure the teacher itself ranks by (co-occurrence scaled by
 the example's largest, discounted 0.8 per step back in the history). ``rerank_format`` shows the levels as one
-line after the candidates, strongest first (``Picked with your recent items: 8 (strong), 3 (some)``, ordered by
-the strength itself, not only its word): a per-line note ``(picked with 10: strong)`` was not picked up by the tiny student in 750 SFT steps (its
-first-slot order stayed at the pre-rank's level), while copying numbers from a nearby line is what it
-already does well.
+line after the candidates, strongest first by the strength itself (``Picked with your recent items: "8" (strong),
+"3" (some)``). The numbers are quoted as an answer writes them: the tiny tokenizer makes `` 8`` and ``8`` different
+tokens, and the student copies tokens. A per-line note ``(picked with 10: strong)`` was not picked up by the tiny
+student in 750 SFT steps (its first-slot order stayed at the pre-rank's level), nor, after 200 steps, a line of
+unquoted numbers; copying quoted numbers from a nearby line is what it already does with the candidate list.
 
 No leak: the evidence of a train example is counted on its cross-fitted fold (``CrossFitCooccurrence``, the
 teacher's and the candidates' folds), so it never counts the example's own target; valid, test and served

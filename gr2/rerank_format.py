@@ -120,7 +120,9 @@ def build_user_prompt(
     noted = [i for i, item in enumerate(candidates) if item.note]
     if noted:  # strongest first (level, then its value), then list order
         noted.sort(key=lambda i: (_level_rank(candidates[i].note), -candidates[i].strength, i))
-        lines += ["", "Picked with your recent items: " + ", ".join(f"{i + 1} ({candidates[i].note})" for i in noted)]
+        # numbers quoted as answers write them ("8" is one token, " 8" another): the line reads like an answer
+        entries = ", ".join(f'"{i + 1}" ({candidates[i].note})' for i in noted)
+        lines += ["", f"Picked with your recent items: {entries}"]
     lines += ["", "Rank all candidates."]
     return "\n".join(lines)
 

@@ -49,7 +49,7 @@ def test_evidence_is_one_line_after_the_candidates_strongest_first(ml100k_catalo
     catalog = dataclasses.replace(ml100k_catalog, evidence=evidence)
     prompt = catalog.messages(ex)[1]["content"]
     assert prompt.count("Picked with") == 1
-    assert "Picked with your recent items: 5 (strong), 7 (strong), 3 (some)\n" in prompt
+    assert 'Picked with your recent items: "5" (strong), "7" (strong), "3" (some)\n' in prompt
     assert prompt.index("Picked with") > prompt.index("10. ")  # after every candidate line
     assert ml100k_catalog.messages(ex)[1]["content"].count("Picked with") == 0  # no evidence, no line
 
@@ -62,7 +62,7 @@ def test_evidence_line_orders_a_level_by_its_strength(ml100k_catalog, ml100k_exa
     pairs = {(h[-1], ex.candidates[4]): 0.8, (h[-1], ex.candidates[6]): 1.0, (h[-1], ex.candidates[2]): 0.6}
     evidence = CooccurrenceEvidence(CrossFitCooccurrence(matrix(pairs, len(ml100k_catalog.titles))))
     catalog = dataclasses.replace(ml100k_catalog, evidence=evidence)
-    assert "Picked with your recent items: 7 (strong), 5 (strong), 3 (strong)\n" in catalog.messages(ex)[1]["content"]
+    assert 'Picked with your recent items: "7" (strong), "5" (strong), "3" (strong)\n' in catalog.messages(ex)[1]["content"]
 
 
 def test_a_co_occurrence_teacher_promotes_the_first_entries_of_the_evidence_line(ml100k_catalog, ml100k_examples):
@@ -87,7 +87,7 @@ def test_a_co_occurrence_teacher_promotes_the_first_entries_of_the_evidence_line
         line = re.search(r"Picked with your recent items: (.*)\n", messages[1]["content"])
         if line is None or len(line.group(1).split(", ")) < 3:
             continue
-        listed = [int(entry.split(" ")[0]) - 1 for entry in line.group(1).split(", ")]
+        listed = [int(entry.split(" ")[0].strip('"')) - 1 for entry in line.group(1).split(", ")]
         reply = teacher.reply(ex, messages, reveal_target=False, rng=np.random.default_rng(0))
         order = parse_answer(reply.text, catalog.answer_keys(ex)).order
         assert order[:3] == listed[:3]
