@@ -62,7 +62,8 @@ def test_evidence_line_orders_a_level_by_its_strength(ml100k_catalog, ml100k_exa
     pairs = {(h[-1], ex.candidates[4]): 0.8, (h[-1], ex.candidates[6]): 1.0, (h[-1], ex.candidates[2]): 0.6}
     evidence = CooccurrenceEvidence(CrossFitCooccurrence(matrix(pairs, len(ml100k_catalog.titles))))
     catalog = dataclasses.replace(ml100k_catalog, evidence=evidence)
-    assert 'Picked with your recent items: "7" (strong), "5" (strong), "3" (strong)\n' in catalog.messages(ex)[1]["content"]
+    prompt = catalog.messages(ex)[1]["content"]
+    assert 'Picked with your recent items: "7" (strong), "5" (strong), "3" (strong)\n' in prompt
 
 
 def test_a_co_occurrence_teacher_promotes_the_first_entries_of_the_evidence_line(ml100k_catalog, ml100k_examples):
