@@ -48,6 +48,20 @@ def test_weights_follow_the_answer_structure(tiny):
     assert all((lab == -100) == (w == 0) for lab, w in zip(enc["labels"], enc["loss_weights"], strict=True))
 
 
+def test_the_first_entries_of_the_ranking_can_weigh_more(tiny):
+    _, tok = tiny
+    messages, answer = conversation(1)
+    enc = encode_weighted_example(tok, messages, answer, LossWeights(0.1, 1.0, picks=2, picks_weight=4.0))
+    weighted = [(t, w) for t, w in zip(enc["input_ids"], enc["loss_weights"], strict=True)]
+    picks = tok.decode([t for t, w in weighted if w == 4.0])
+    first, second, third = SIDS[1], SIDS[0], SIDS[2]  # conversation(1) ranks SIDS[1] first, then the rest in order
+    assert first in picks and second in picks and third not in picks
+    assert third in tok.decode([t for t, w in weighted if w == 1.0])
+    assert "the user likes movie 1" in tok.decode([t for t, w in weighted if w == pytest.approx(0.1)])
+    plain = encode_weighted_example(tok, messages, answer, LossWeights(0.1, 1.0))
+    assert 4.0 not in plain["loss_weights"]
+
+
 def test_weighted_loss_matches_hand_computation():
     torch.manual_seed(0)
     logits = torch.randn(1, 4, 7)
