@@ -19,29 +19,36 @@ rm -rf "$SNAP" && mv "$SNAP.new" "$SNAP"
 echo "$(date -u +%FT%TZ) stages: $* ${BENCH_SET:+set: $BENCH_SET } commit: $(head -1 "$SNAP/COMMIT") (+ uncommitted: $(tail -n +2 "$SNAP/COMMIT" | wc -l) files)" >> "$RUN/COMMIT"
 cd "$SNAP"
 export OMP_WAIT_POLICY=PASSIVE
-exec "$REPO/.venv/bin/python" - "$RECIPE" "$RUN" "$@" <<'PY'
+# the program is a file, not stdin: vLLM's engine processes are spawned and re-import the main module by its path
+cat > bench_main.py <<'PY'
+import os
 import sys
 import time
 from pathlib import Path
 
-import gr2
 
-assert gr2.__file__.startswith(str(Path.cwd())), f"not running from the snapshot: {gr2.__file__}"
-from gr2.cli.run_options import make_pipeline  # noqa: E402
+def main() -> None:
+    import gr2
 
-recipe, run, stages = Path(sys.argv[1]), Path(sys.argv[2]).expanduser(), sys.argv[3:]
-import os
+    assert gr2.__file__.startswith(str(Path.cwd())), f"not running from the snapshot: {gr2.__file__}"
+    from gr2.cli.run_options import make_pipeline
 
-sets = os.environ.get("BENCH_SET", "").split()
-pipeline = make_pipeline(recipe if recipe.is_absolute() else Path.cwd() / recipe, run, sets)
-for stage in stages:
-    start = time.perf_counter()
-    if stage == "stage1-eval":
-        pipeline.run_stage1_rerank_eval()
-        pipeline.run_stage1_eval()
-    elif stage.startswith("rl-"):
-        pipeline.run_rl([stage.removeprefix("rl-")])
-    else:
-        pipeline.run([stage])
-    print(f"== {stage}: {time.perf_counter() - start:.0f} s", flush=True)
+    recipe, run, stages = Path(sys.argv[1]), Path(sys.argv[2]).expanduser(), sys.argv[3:]
+    sets = os.environ.get("BENCH_SET", "").split()
+    pipeline = make_pipeline(recipe if recipe.is_absolute() else Path.cwd() / recipe, run, sets)
+    for stage in stages:
+        start = time.perf_counter()
+        if stage == "stage1-eval":
+            pipeline.run_stage1_rerank_eval()
+            pipeline.run_stage1_eval()
+        elif stage.startswith("rl-"):
+            pipeline.run_rl([stage.removeprefix("rl-")])
+        else:
+            pipeline.run([stage])
+        print(f"== {stage}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":  # vLLM spawns engine processes that import this module
+    main()
 PY
+exec "$REPO/.venv/bin/python" bench_main.py "$RECIPE" "$RUN" "$@"
