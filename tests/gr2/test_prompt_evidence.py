@@ -39,15 +39,19 @@ def test_train_examples_read_their_fold_and_others_the_full_matrix():
     assert evidence.notes_for([1], [5, 6]) == ["strong", ""]
 
 
-def test_evidence_is_one_line_after_the_candidates_strongest_first(ml100k_catalog, ml100k_examples):
+def evidence_prompt(catalog, example, strengths: dict[int, float]) -> str:
+    """The example's prompt with evidence from its most recent history item to candidates (position -> count)."""
     import dataclasses
 
+    last = example.history[-1]
+    pairs = {(last, example.candidates[i]): v for i, v in strengths.items()}
+    evidence = CooccurrenceEvidence(CrossFitCooccurrence(matrix(pairs, len(catalog.titles))))
+    return dataclasses.replace(catalog, evidence=evidence).messages(example)[1]["content"]
+
+
+def test_evidence_is_one_line_after_the_candidates_strongest_first(ml100k_catalog, ml100k_examples):
     ex = ml100k_examples[0]
-    h = ex.history
-    pairs = {(h[-1], ex.candidates[6]): 1.0, (h[-1], ex.candidates[2]): 0.3, (h[-1], ex.candidates[4]): 1.0}
-    evidence = CooccurrenceEvidence(CrossFitCooccurrence(matrix(pairs, len(ml100k_catalog.titles))))
-    catalog = dataclasses.replace(ml100k_catalog, evidence=evidence)
-    prompt = catalog.messages(ex)[1]["content"]
+    prompt = evidence_prompt(ml100k_catalog, ex, {6: 1.0, 2: 0.3, 4: 1.0})
     assert prompt.count("Picked with") == 1
     assert 'Picked with your recent items: "5" (strong), "7" (strong), "3" (some)\n' in prompt
     assert prompt.index("Picked with") > prompt.index("10. ")  # after every candidate line
@@ -55,14 +59,7 @@ def test_evidence_is_one_line_after_the_candidates_strongest_first(ml100k_catalo
 
 
 def test_evidence_line_orders_a_level_by_its_strength(ml100k_catalog, ml100k_examples):
-    import dataclasses
-
-    ex = ml100k_examples[0]
-    h = ex.history
-    pairs = {(h[-1], ex.candidates[4]): 0.8, (h[-1], ex.candidates[6]): 1.0, (h[-1], ex.candidates[2]): 0.6}
-    evidence = CooccurrenceEvidence(CrossFitCooccurrence(matrix(pairs, len(ml100k_catalog.titles))))
-    catalog = dataclasses.replace(ml100k_catalog, evidence=evidence)
-    prompt = catalog.messages(ex)[1]["content"]
+    prompt = evidence_prompt(ml100k_catalog, ml100k_examples[0], {4: 0.8, 6: 1.0, 2: 0.6})
     assert 'Picked with your recent items: "7" (strong), "5" (strong), "3" (strong)\n' in prompt
 
 
