@@ -62,8 +62,8 @@ def encode_weighted_example(
 
 
 def _end_of_entry(text: str, ranking_start: int, entries: int) -> int:
-    """Character offset just past the ``entries``-th entry of the answer's list (its closing quote); the list's
-    opening bracket when ``entries`` is 0, so no token counts as a pick."""
+    """Character offset just past the ``entries``-th entry of the answer's list (its closing quote);
+    ``ranking_start`` when ``entries`` is 0 or there is no list, so no token counts as a pick."""
     start = text.find("[", ranking_start)
     if start == -1 or entries == 0:
         return ranking_start
