@@ -36,21 +36,11 @@ LEVELS = ((0.5, "strong"), (0.15, "some"), (1e-9, "weak"))
 
 @dataclass
 class CooccurrenceEvidence:
-    """Notes for the candidates of a rerank example; ``cooccurrence`` has ``matrix(example) -> csr_matrix``
-    (a ``gr2.teachers.CrossFitCooccurrence``)."""
+    """Evidence strengths for the candidates of a rerank example, and the prompt items that show them;
+    ``cooccurrence`` has ``matrix(example) -> csr_matrix`` (a ``gr2.teachers.CrossFitCooccurrence``)."""
 
     cooccurrence: object
     recency: float = 0.8
-
-    def notes(self, example: RerankExample) -> list[str]:
-        return [level(v) for v in self.strengths(example)]
-
-    def notes_for(self, history: Sequence[int], candidates: Sequence[int]) -> list[str]:
-        """A served request's notes (the all-train matrix: no split, no fold)."""
-        return [level(v) for v in self.strengths_for(history, candidates)]
-
-    def notes_from(self, matrix: sp.csr_matrix, history: Sequence[int], candidates: Sequence[int]) -> list[str]:
-        return [level(v) for v in self.strengths_from(matrix, history, candidates)]
 
     def strengths(self, example: RerankExample) -> np.ndarray:
         return self.strengths_from(self.cooccurrence.matrix(example), example.history, example.candidates)

@@ -70,7 +70,7 @@ class PromptItem:
     sid: str  # e.g. <|sid_begin|><s_a_12><s_b_3><s_c_200><|sid_end|>
     title: str
     note: str = ""  # a candidate's evidence level (gr2.prompt_evidence), listed after the candidates; never history
-    strength: float = 0.0  # the value behind the note: orders the evidence line within a level
+    strength: float = 0.0  # the value behind the note: orders the evidence line
 
 
 # Character ranges (start, end) within an item's line (``item_line``) to wrap in emphasis tags.
@@ -118,20 +118,13 @@ def build_user_prompt(
     lines += ["", f"Candidates ({len(candidates)}, in the current ranking's order):"]
     lines += [f"{i + 1}. {format_item(item)}" for i, item in enumerate(candidates)]
     noted = [i for i, item in enumerate(candidates) if item.note]
-    if noted:  # strongest first (level, then its value), then list order
-        noted.sort(key=lambda i: (_level_rank(candidates[i].note), -candidates[i].strength, i))
+    if noted:  # strongest first, then list order (a level is a range of strengths)
+        noted.sort(key=lambda i: (-candidates[i].strength, i))
         # numbers quoted as answers write them ("8" is one token, " 8" another): the line reads like an answer
         entries = ", ".join(f'"{i + 1}" ({candidates[i].note})' for i in noted)
         lines += ["", f"Picked with your recent items: {entries}"]
     lines += ["", "Rank all candidates."]
     return "\n".join(lines)
-
-
-EVIDENCE_LEVELS = ("strong", "some", "weak")  # gr2.prompt_evidence's words, strongest first
-
-
-def _level_rank(note: str) -> int:
-    return EVIDENCE_LEVELS.index(note) if note in EVIDENCE_LEVELS else len(EVIDENCE_LEVELS)
 
 
 def build_messages(

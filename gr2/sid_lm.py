@@ -84,7 +84,6 @@ class SIDLikelihood:
     def candidate_scores(self, histories: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]],
                          progress: bool = False) -> np.ndarray:
         """(users, K) log P(candidate's SID | history), summed over its tokens."""
-
         n, k = len(histories), len(candidates[0]) if candidates else 0
         out = np.zeros((n, k), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0

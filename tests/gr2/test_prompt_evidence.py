@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from gr2.prompt_evidence import CooccurrenceEvidence
+from gr2.prompt_evidence import CooccurrenceEvidence, level
 from gr2.rerank_data import RerankExample
 from gr2.teachers import CrossFitCooccurrence
 
@@ -17,15 +17,19 @@ def matrix(pairs: dict[tuple[int, int], float], n: int = 12) -> sp.csr_matrix:
     return m.tocsr()
 
 
+def notes(strengths: np.ndarray) -> list[str]:
+    return [level(v) for v in strengths]
+
+
 def test_notes_give_each_candidate_its_strongest_recent_co_occurrence_level():
     evidence = CooccurrenceEvidence(None)
     # history 0, 1, 2 (2 most recent); candidates 5..8
     m = matrix({(2, 5): 10.0, (0, 6): 5.0, (1, 6): 1.0, (2, 7): 0.5})
-    notes = evidence.notes_from(m, [0, 1, 2], [5, 6, 7, 8])
-    assert notes[0] == "strong"  # full strength on the most recent item
-    assert notes[1] == "some"  # 0.5 x 0.8^2 = 0.32 from the oldest item, above item 2's 0.1 x 0.8
-    assert notes[2] == "weak" and notes[3] == ""
-    assert evidence.notes_from(matrix({}), [0, 1], [5, 6]) == ["", ""]
+    words = notes(evidence.strengths_from(m, [0, 1, 2], [5, 6, 7, 8]))
+    assert words[0] == "strong"  # full strength on the most recent item
+    assert words[1] == "some"  # 0.5 x 0.8^2 = 0.32 from the oldest item, above item 2's 0.1 x 0.8
+    assert words[2] == "weak" and words[3] == ""
+    assert notes(evidence.strengths_from(matrix({}), [0, 1], [5, 6])) == ["", ""]
 
 
 def test_train_examples_read_their_fold_and_others_the_full_matrix():
@@ -33,10 +37,10 @@ def test_train_examples_read_their_fold_and_others_the_full_matrix():
     folds = [matrix({}), matrix({(1, 6): 1.0})]
     cooc = CrossFitCooccurrence(full, folds, fold_of=np.array([0, 1]))
     evidence = CooccurrenceEvidence(cooc)
-    assert evidence.notes(RerankExample(0, [1], [5, 6], 5, "train")) == ["", ""]  # fold 0 never saw it
-    assert evidence.notes(RerankExample(1, [1], [5, 6], 5, "train")) == ["", "strong"]
-    assert evidence.notes(RerankExample(0, [1], [5, 6], 5, "test")) == ["strong", ""]
-    assert evidence.notes_for([1], [5, 6]) == ["strong", ""]
+    assert notes(evidence.strengths(RerankExample(0, [1], [5, 6], 5, "train"))) == ["", ""]  # fold 0 never saw it
+    assert notes(evidence.strengths(RerankExample(1, [1], [5, 6], 5, "train"))) == ["", "strong"]
+    assert notes(evidence.strengths(RerankExample(0, [1], [5, 6], 5, "test"))) == ["strong", ""]
+    assert notes(evidence.strengths_for([1], [5, 6])) == ["strong", ""]
 
 
 def evidence_prompt(catalog, example, strengths: dict[int, float]) -> str:
