@@ -4,8 +4,10 @@
 # training stages continue from their newest checkpoint.
 #   scripts/bench_run.sh configs/games-cpu.yaml ~/.cache/gr2/runs/games-tiny midtrain stage1-eval traces sft rl eval
 # Stages: those of `gr2 quickstart` (tokenizer ranker pretrain midtrain traces sft rl eval) plus stage1-eval
-# (gr2 eval stage1) and rl-conditional / rl-naive (one reward's RL). BENCH_SET="eval.splits=[test] ..." overrides
-# recipe fields as --set does (space-separated). RUN/COMMIT records the commit (and uncommitted files) each launch ran at.
+# (gr2 eval stage1), rl-conditional / rl-naive (one reward's RL) and hilight-train / hilight-eval (`gr2 hilight`,
+# with BENCH_HILIGHT_ARGS, e.g. "--solver-model rl-conditional --methods none,random,hilight" for transfer).
+# BENCH_SET="eval.splits=[test] ..." overrides recipe fields as --set does (space-separated). RUN/COMMIT records
+# the commit (and uncommitted files) each launch ran at.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RECIPE=$1 RUN=$2
@@ -27,6 +29,28 @@ import time
 from pathlib import Path
 
 
+def hilight(command: str, recipe: Path, run: Path, sets: list[str]) -> None:
+    """`gr2 hilight COMMAND` (train, eval) with BENCH_HILIGHT_ARGS (e.g. --solver-model rl-conditional); its wall
+    time goes to RUN/hilight/timings.json under the command (and its arguments)."""
+    import json
+
+    from gr2.cli import app
+
+    extra = os.environ.get("BENCH_HILIGHT_ARGS", "").split()
+    start = time.perf_counter()
+    try:
+        app(["hilight", command, "--recipe", str(recipe), "--run", str(run),
+             *[arg for s in sets for arg in ("--set", s)], *extra], standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    path = run / "hilight" / "timings.json"
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    timings[" ".join([command, *extra])] = round(time.perf_counter() - start, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(timings, indent=2))
+
+
 def main() -> None:
     import gr2
 
@@ -43,6 +67,8 @@ def main() -> None:
             pipeline.run_stage1_eval()
         elif stage.startswith("rl-"):
             pipeline.run_rl([stage.removeprefix("rl-")])
+        elif stage.startswith("hilight-"):
+            hilight(stage.removeprefix("hilight-"), recipe, run, sets)
         else:
             pipeline.run([stage])
         print(f"== {stage}: {time.perf_counter() - start:.0f} s", flush=True)

@@ -132,6 +132,10 @@ def test_rerank_cascade_and_evaluation_in_the_browser(demo_urls, browser, demo_r
     search.click()
     search.fill("")
     search.press_sequentially(case.user_id)  # typed key by key, as the dropdown filters on input events
+    # the list re-renders after each key: wait until it shows exactly the labels that contain the id (Gradio
+    # filters by substring and lists at most 100), or a click can land on an option of a half-filtered list
+    matching = [label for label, _ in view.user_choices() if case.user_id.lower() in label.lower()]
+    expect(page.get_by_role("option")).to_have_count(min(len(matching), 100))
     page.get_by_role("option", name=re.compile(rf"^{re.escape(case.user_id)} ")).first.click()
     expect(page.locator("#candidate-ids textarea")).to_have_value(", ".join(case.candidates))
     expect(page.locator("#history-ids textarea")).to_have_value(", ".join(case.history))
