@@ -15,11 +15,11 @@ SHRINK = {
     "midtrain.mixture.num_examples": 300, "traces.max_examples": 300,
     "midtrain.phases": "[{name: copy, num_examples: 64, training: {max_steps: 4, batch_size: 16}}]",
     "sft.training.max_steps": 10,
-    "eval.max_users": 16, "eval.generation.max_new_tokens": 48, "eval.generation.backend": "hf",
+    "eval.max_users": 16, "eval.generation.max_new_tokens": 64, "eval.generation.backend": "hf",
     "tiny_model.hidden_size": 64,
     "tiny_model.num_attention_heads": 2, "tiny_model.num_key_value_heads": 1, "tiny_model.vocab_size": 1024,
     "tiny_model.intermediate_size": 128, "rl.max_examples": 200, "ranker.train_cuts": 2,
-    "rl.dapo": "{num_generations: 4, prompts_per_step: 2, max_steps: 2, max_completion_length: 160,"
-               " max_reasoning_tokens: 4, soft_punish_cache: 8, max_refill_rounds: 1}",
+    "rl.dapo": "{num_generations: 4, prompts_per_step: 2, max_steps: 2, max_completion_length: 72,"
+               " max_reasoning_tokens: 0, soft_punish_cache: 8, max_refill_rounds: 1}",
 }
 SETS = ["--recipe", str(RECIPE), *[arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value}")]]
