@@ -63,11 +63,15 @@ class HiLightTrainingConfig:
     """GRPO over emphasis masks: K masks an example, advantage = reward - the group's mean (clamped)."""
 
     masks_per_example: Annotated[int, Ge(2)] = 4  # K
+    # how a mask is drawn: "bernoulli" (the paper's: each unit kept with its own probability, spans cut to the
+    # budget) or "ranked" (a Plackett-Luce ranking of the units, Gumbel-perturbed logits, filling the budget as
+    # evaluation's top decode does, so the actor trains on the amount of emphasis it is evaluated with)
+    sampling: Literal["bernoulli", "ranked"] = "bernoulli"
     examples_per_step: Annotated[int, Ge(1)] = 8
     max_steps: Annotated[int, Ge(1)] = 200
     learning_rate: Annotated[float, Gt(0)] = 1e-3  # the heads
     backbone_learning_rate: Annotated[float, Ge(0)] = 1e-4  # the backbone, or its LoRA weights (0: frozen)
-    keep_target: Annotated[float, Gt(0), Le(1)] = 0.2  # loss + keep_coef * (mean keep probability - target)^2
+    keep_target: Annotated[float, Gt(0), Le(1)] = 0.2  # bernoulli: loss + keep_coef * (mean keep prob - target)^2
     keep_coef: Annotated[float, Ge(0)] = 1.0
     entropy_coef: Annotated[float, Ge(0)] = 0.01  # loss - entropy_coef * mean Bernoulli entropy
     advantage_clip: Annotated[float, Gt(0)] = 1.0

@@ -94,11 +94,19 @@ def choose_spans(layout: HistoryLayout, preferred: Sequence[int], budget: Budget
     index across all lines) and becomes the +-``window`` tokens around it within its own line, widened to
     whole words (a SID stays whole); a window overlapping or touching a kept span is skipped. A span that
     would pass the token budget is skipped and the next one tried, up to ``budget.max_spans``."""
+    return sorted(accepted_spans(layout, preferred, budget, granularity, window)[0], key=lambda s: (s.item, s.start))
+
+
+def accepted_spans(layout: HistoryLayout, preferred: Sequence[int], budget: Budget, granularity: Granularity,
+                   window: int = 6) -> tuple[list[Span], list[int]]:
+    """``choose_spans`` in the order they were accepted, with each one's position in ``preferred`` (a sampled
+    ranking's log-probability is taken over the draws up to the last accepted one)."""
     allowed, used = layout.budget_tokens(budget), 0
     spans: list[Span] = []
+    positions: list[int] = []
     lines = layout.token_lines
     first_token = np.concatenate([[0], np.cumsum(layout.item_tokens)])
-    for unit in preferred:
+    for position, unit in enumerate(preferred):
         if len(spans) >= budget.max_spans:
             break
         if granularity == "items":
@@ -111,8 +119,9 @@ def choose_spans(layout: HistoryLayout, preferred: Sequence[int], budget: Budget
         if any(s.item == span.item and s.start <= span.end and span.start <= s.end for s in spans):
             continue
         spans.append(span)
+        positions.append(position)
         used += span.tokens
-    return sorted(spans, key=lambda s: (s.item, s.start))
+    return spans, positions
 
 
 def _window(layout: HistoryLayout, line: int, center: int, window: int) -> Span:

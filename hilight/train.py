@@ -13,11 +13,17 @@ solver (greedy, as served) to rank every emphasised prompt. Then
                  + value_coef * (value - mean reward)^2
 
 where log pi is taken over the units actually rendered (a sampled unit the budget dropped counts as not
-kept: the solver never saw it). Train examples come from the train split only; every ``eval_steps`` the
-actor's deterministic spans are scored on a seeded sample of valid users and the best step is kept
-(``OUT/actor``); test is for ``gr2 hilight eval`` alone. Checkpoints (``OUT/checkpoint-N``) hold the
-actor's trainable weights, the optimizer and the logs, and a killed run resumes from the newest one:
-batches and masks are seeded by the step, so a resumed run draws what the uninterrupted one would have.
+kept: the solver never saw it). That is the paper's Bernoulli sampling, which renders less emphasis than the
+budget-filling spans evaluation uses. ``sampling: ranked`` draws each mask as a Plackett-Luce ranking of the
+units instead (Gumbel-perturbed logits) and fills the budget in that order, exactly as the evaluation's
+``top`` decode does with the unperturbed logits; log pi is then the ranking's log-probability up to the last
+unit rendered, the keep-rate term is dropped (the budget sets it) and the entropy is the softmax's.
+
+Train examples come from the train split only; every ``eval_steps`` the actor's deterministic spans are
+scored on a seeded sample of valid users and the best step is kept (``OUT/actor``); test is for
+``gr2 hilight eval`` alone. Checkpoints (``OUT/checkpoint-N``) hold the actor's trainable weights, the
+optimizer and the logs, and a killed run resumes from the newest one: batches and masks are seeded by the
+step, so a resumed run draws what the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from gr2.rerank_data import ItemCatalog, RerankExample
 from hilight.actor import ActorInput, EmphasisActor
 from hilight.config import HiLightConfig
 from hilight.solver import Solver, solver_reward
-from hilight.spans import kept_share, render_messages, rendered_units
+from hilight.spans import accepted_spans, kept_share, render_messages, rendered_units
 
 STATE = "trainer_state.pt"
 
@@ -101,19 +107,27 @@ class HiLightTrainer:
         self.actor.train()
         out = self.actor(inputs)
         generator = torch.Generator().manual_seed(t.seed * 1_000_003 + step)
-        rendered, conversations, sids, kept, spans_count = [], [], [], [], []
+        actions, conversations, sids, kept, spans_count = [], [], [], [], []
         for ex, x, logits in zip(examples, inputs, out.logits, strict=True):
-            probs = torch.sigmoid(logits.detach().float().cpu())
+            scores = logits.detach().float().cpu()
             rows = []
             for _ in range(t.masks_per_example):
-                mask = torch.bernoulli(probs, generator=generator).numpy()
-                spans = self.actor.spans(probs.numpy(), x.layout, budget, chosen=mask)
-                rows.append(rendered_units(x.layout, spans, granularity))
+                if t.sampling == "ranked":  # Gumbel-top-k: a Plackett-Luce ranking of the units by their logits
+                    gumbel = -torch.log(-torch.log(torch.rand(scores.shape, generator=generator).clamp_min(1e-12)))
+                    order = torch.argsort(scores + gumbel, descending=True, stable=True).numpy()
+                    spans, positions = accepted_spans(x.layout, order.tolist(), budget, granularity,
+                                                      self.actor.config.window)
+                    rows.append(order[: max(positions) + 1] if positions else order[:0])
+                else:
+                    probs = torch.sigmoid(scores)
+                    mask = torch.bernoulli(probs, generator=generator).numpy()
+                    spans = self.actor.spans(probs.numpy(), x.layout, budget, chosen=mask)
+                    rows.append(rendered_units(x.layout, spans, granularity))
                 conversations.append(render_messages(self.catalog, ex, spans))
                 sids.append(self.catalog.answer_keys(ex))
                 kept.append(kept_share(x.layout, spans))
                 spans_count.append(len(spans))
-            rendered.append(torch.tensor(np.stack(rows), device=logits.device))
+            actions.append(rows)
         plain = [self.catalog.messages(ex) for ex in examples]  # the no-emphasis reference, same examples
         answers = self.solver.answer(conversations + plain, sids + [self.catalog.answer_keys(ex) for ex in examples])
         k = t.masks_per_example
@@ -124,18 +138,28 @@ class HiLightTrainer:
         advantages = (rewards - rewards.mean(1, keepdim=True)).clamp(-t.advantage_clip, t.advantage_clip)
 
         policy = []
-        for logits, units, adv in zip(out.logits, rendered, advantages, strict=True):
+        for logits, rows, adv in zip(out.logits, actions, advantages, strict=True):
             if not len(logits):
                 continue
-            logp = (units * torch.nn.functional.logsigmoid(logits) +
-                    (1 - units) * torch.nn.functional.logsigmoid(-logits)).mean(1)  # per mask, over units
+            if t.sampling == "ranked":
+                logp = torch.stack([ranking_log_prob(logits, torch.as_tensor(r, device=logits.device))
+                                    for r in rows]) / len(logits)
+            else:
+                units = torch.tensor(np.stack(rows), device=logits.device)
+                logp = (units * torch.nn.functional.logsigmoid(logits) +
+                        (1 - units) * torch.nn.functional.logsigmoid(-logits)).mean(1)  # per mask, over units
             policy.append(-(adv.to(logp.device) * logp).mean())
         pg_loss = torch.stack(policy).mean() if policy else out.values.sum() * 0
         all_logits = torch.cat(list(out.logits))
         probs = torch.sigmoid(all_logits)
-        keep_loss = (probs.mean() - t.keep_target) ** 2
-        entropy = -(probs * torch.nn.functional.logsigmoid(all_logits)
-                    + (1 - probs) * torch.nn.functional.logsigmoid(-all_logits)).mean()
+        if t.sampling == "ranked":  # the budget fixes how much is kept; explore over which units come first
+            keep_loss = all_logits.sum() * 0
+            entropy = torch.stack([-(torch.log_softmax(lg, 0) * torch.softmax(lg, 0)).sum()
+                                   for lg in out.logits if len(lg)]).mean()
+        else:
+            keep_loss = (probs.mean() - t.keep_target) ** 2
+            entropy = -(probs * torch.nn.functional.logsigmoid(all_logits)
+                        + (1 - probs) * torch.nn.functional.logsigmoid(-all_logits)).mean()
         value_loss = ((out.values - rewards.mean(1).to(out.values.device)) ** 2).mean()
         loss = pg_loss + t.keep_coef * keep_loss - t.entropy_coef * entropy + t.value_coef * value_loss
         self.optimizer.zero_grad()
@@ -248,6 +272,20 @@ class HiLightTrainer:
         write_json_atomic(self.out_dir / "metrics.json", metrics)
         metrics["curves"] = [str(p) for p in training_curves(self.history, self.evals, self.out_dir)]
         return metrics
+
+
+def ranking_log_prob(logits: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    """Plackett-Luce log-probability of drawing the units ``drawn`` first, in that order, from ``logits``:
+    sum over draws of logit - logsumexp(logits of the units not yet drawn)."""
+    if not len(drawn):
+        return logits.sum() * 0
+    rest = torch.ones(len(logits), dtype=torch.bool, device=logits.device)
+    total = logits.new_zeros(())
+    for unit in drawn.tolist():
+        total = total + logits[unit] - torch.logsumexp(logits[rest], 0)
+        rest = rest.clone()
+        rest[unit] = False
+    return total
 
 
 def moving_average(values: Sequence[float], window: int = 10) -> list[float]:

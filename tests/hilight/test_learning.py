@@ -64,17 +64,20 @@ def keyword_examples(ds, catalog, split: str, users: range, count: int) -> list[
 
 
 @pytest.mark.slow
-def test_grpo_learns_to_emphasise_what_the_solver_rewards(tiny_sid_model, ml100k, ml100k_catalog, tmp_path):
+@pytest.mark.parametrize("sampling", ["bernoulli", "ranked"])
+def test_grpo_learns_to_emphasise_what_the_solver_rewards(tiny_sid_model, ml100k, ml100k_catalog, tmp_path,
+                                                          sampling):
     train = keyword_examples(ml100k, ml100k_catalog, "train", range(0, 600), 160)
     valid = keyword_examples(ml100k, ml100k_catalog, "valid", range(600, 943), 40)
     assert len(train) == 160 and len(valid) == 40
     torch.manual_seed(0)
     actor = EmphasisActor.from_backbone(tiny_sid_model, ActorConfig())
     training = HiLightTrainingConfig(max_steps=40, examples_per_step=8, masks_per_example=4, learning_rate=3e-3,
-                                     backbone_learning_rate=1e-3, eval_steps=20, save_steps=40, select_users=0)
+                                     backbone_learning_rate=1e-3, eval_steps=20, save_steps=40, select_users=0,
+                                     sampling=sampling)
     trainer = HiLightTrainer(actor, KeywordSolver(), ml100k_catalog, train, valid, tmp_path,
                              HiLightConfig(training=training))
     metrics = trainer.train(progress=False)
     before, after = metrics["evals"][0]["valid_reward"], metrics["best"]["valid_reward"]
     assert metrics["evals"][0]["valid_plain_reward"] == 0.0  # without emphasis the target stays last
-    assert after >= 0.75 and after - before >= 0.3, metrics["evals"]  # measured: 0.30 -> 0.90 (unlearnt: 0.30)
+    assert after >= 0.75 and after - before >= 0.3, metrics["evals"]  # measured 0.30 -> 0.90 (bernoulli), 1.00 (ranked)

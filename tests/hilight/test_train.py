@@ -72,3 +72,19 @@ def test_training_writes_its_actor_and_resumes_exactly_after_a_kill(tiny_sid_mod
     assert [[r[k] for k in keys] for r in again["history"]] == [[r[k] for k in keys] for r in history]
     for name, value in whole.actor.trainable_state().items():
         assert torch.allclose(value, resumed.actor.trainable_state()[name], atol=1e-6), name
+
+
+def test_ranking_log_prob_is_plackett_luce():
+    """Whole rankings of 3 units sum to probability 1; a first draw is the softmax; the gradient flows."""
+    from itertools import permutations
+
+    from hilight.train import ranking_log_prob
+
+    logits = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    total = sum(ranking_log_prob(logits, torch.tensor(p)).exp() for p in permutations(range(3)))
+    assert total.item() == pytest.approx(1.0)
+    first = ranking_log_prob(logits, torch.tensor([2]))
+    assert first.item() == pytest.approx(torch.log_softmax(logits, 0)[2].item())
+    first.backward()
+    assert logits.grad[2] > 0 and logits.grad[0] < 0 and logits.grad[1] < 0
+    assert ranking_log_prob(logits, torch.tensor([], dtype=torch.long)).item() == 0.0
