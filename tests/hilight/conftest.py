@@ -50,7 +50,7 @@ def tiny_solver(tiny_sid_model, ml100k_catalog):
 
 # -- a run directory for the CLI and the server: the layout a pipeline writes, on 60-user candidate files --------
 HILIGHT_SETS = {
-    "hilight.solver.generation": "{backend: hf, max_new_tokens: 64, batch_size: 48, max_reasoning_tokens: 4}",
+    "hilight.solver.generation": "{backend: hf, max_new_tokens: 64, batch_size: 48, max_reasoning_tokens: 0}",
     "hilight.training": "{max_steps: 2, examples_per_step: 4, eval_steps: 2, save_steps: 2, select_users: 8}",
     "hilight.eval.max_users": 12,
 }
