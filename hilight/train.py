@@ -153,7 +153,7 @@ class HiLightTrainer:
         all_logits = torch.cat(list(out.logits))
         probs = torch.sigmoid(all_logits)
         if t.sampling == "ranked":  # the budget fixes how much is kept; explore over which units come first
-            keep_loss = all_logits.sum() * 0
+            keep_loss = all_logits.new_zeros(())
             entropy = torch.stack([-(torch.log_softmax(lg, 0) * torch.softmax(lg, 0)).sum()
                                    for lg in out.logits if len(lg)]).mean()
         else:
@@ -277,15 +277,11 @@ class HiLightTrainer:
 def ranking_log_prob(logits: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
     """Plackett-Luce log-probability of drawing the units ``drawn`` first, in that order, from ``logits``:
     sum over draws of logit - logsumexp(logits of the units not yet drawn)."""
-    if not len(drawn):
-        return logits.sum() * 0
-    rest = torch.ones(len(logits), dtype=torch.bool, device=logits.device)
-    total = logits.new_zeros(())
-    for unit in drawn.tolist():
-        total = total + logits[unit] - torch.logsumexp(logits[rest], 0)
-        rest = rest.clone()
-        rest[unit] = False
-    return total
+    undrawn = torch.ones(len(logits), dtype=torch.bool, device=logits.device)
+    undrawn[drawn] = False
+    ordered = torch.cat([logits[drawn], logits[undrawn]])  # the drawn units first, then the rest in any order
+    remaining = torch.logcumsumexp(ordered.flip(0), 0).flip(0)  # logsumexp of each draw's units not yet drawn
+    return (ordered[: len(drawn)] - remaining[: len(drawn)]).sum()
 
 
 def moving_average(values: Sequence[float], window: int = 10) -> list[float]:
