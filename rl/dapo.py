@@ -31,12 +31,14 @@ CURVES = {
     "rerank/format_valid": "format-valid rate",
     "rerank/identity": "identity-permutation rate",
     "rerank/rank_gain": "mean rank gain (positions)",
+    "rerank/input_order_tau": "Kendall tau to the input order",
     "dynamic_sampling/dropped_group_share": "groups dropped by dynamic sampling",
 }
 
 
 # GR2's reward-hacking monitors, drawn side by side for the reward variants (rl-reward-hacking.png)
 HACKING_PANELS = ("rerank/identity", "rerank/format_valid", "rerank/rank_gain")
+HACKING_PANELS_IF_LOGGED = ("rerank/input_order_tau",)  # runs before it was logged lack it
 
 
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
@@ -55,7 +57,9 @@ def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
             paths.append(line_chart(Path(out_dir) / f"rl-{key.replace('/', '-')}.png", series,
                                     f"RL rewards compared: {label}", ylabel=label))
     panels = {CURVES[key]: {name: (c[CURVES[key]]["step"], c[CURVES[key]]["value"]) for name, c in curves.items()
-                            if c.get(CURVES[key])} for key in HACKING_PANELS}
+                            if c.get(CURVES[key])} for key in HACKING_PANELS + HACKING_PANELS_IF_LOGGED}
+    panels = {label: series for label, series in panels.items()
+              if series or label not in {CURVES[key] for key in HACKING_PANELS_IF_LOGGED}}
     if len(curves) >= 2 and all(panels.values()):
         paths.append(panel_chart(Path(out_dir) / "rl-reward-hacking.png", panels,
                                  "Reward hacking: " + " vs ".join(curves) + " (per RL step)"))

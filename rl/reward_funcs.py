@@ -2,7 +2,8 @@
 
 TRL calls a reward function with the prompts, the completions and every other dataset column
 (here ``candidate_sids`` and ``target_index``); it returns one float per completion. The same
-call logs the step's format-valid rate, identity-permutation rate and mean rank gain through
+call logs the step's format-valid rate, identity-permutation rate, mean rank gain and Kendall tau to
+the input order through
 TRL's ``log_metric`` hook, so they appear in the trainer's log history beside the loss.
 """
 
@@ -42,4 +43,7 @@ class RerankReward:
             log_metric("rerank/identity", float(np.mean([s.identity for s in scored])))
             log_metric("rerank/rank_gain", float(np.mean([s.pre_rank - s.new_rank for s in scored])))
             log_metric("rerank/unparseable", float(np.mean([s.unparseable for s in scored])))
+            taus = [s.input_order_tau for s in scored if not s.unparseable]
+            if taus:
+                log_metric("rerank/input_order_tau", float(np.mean(taus)))
         return [s.reward for s in scored]

@@ -26,6 +26,17 @@ class RewardBreakdown:
     new_rank: int  # 1-based rank of the target after
     identity: bool
     unparseable: bool
+    input_order_tau: float  # Kendall tau of the answer to the input order (1 = copied); NaN when unparseable
+
+
+def input_order_tau(order: list[int]) -> float:
+    """Kendall tau between an answer's order and the input order: a graded copy measure that moves before
+    the exact identity rate does (1 = the input order, -1 = reversed)."""
+    k = len(order)
+    if k < 2:
+        return 1.0
+    concordant = sum(order[i] < order[j] for i in range(k) for j in range(i + 1, k))
+    return 4 * concordant / (k * (k - 1)) - 1
 
 
 def rank_reward(pre_rank: int, new_rank: int, num_candidates: int) -> float:
@@ -56,4 +67,5 @@ def score_answer(answer: ParsedAnswer, target_index: int, kind: RewardKind = "co
         reward = r_rank + alpha * r_fmt if (r_rank > 0 or pre_rank == 1) else r_rank
     else:
         raise ValueError(f"unknown reward kind {kind!r}: expected 'conditional' or 'naive'")
-    return RewardBreakdown(reward, r_rank, r_fmt, pre_rank, new_rank, answer.is_identity, answer.fallback)
+    tau = float("nan") if answer.fallback else input_order_tau(answer.order)
+    return RewardBreakdown(reward, r_rank, r_fmt, pre_rank, new_rank, answer.is_identity, answer.fallback, tau)

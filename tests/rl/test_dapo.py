@@ -28,6 +28,7 @@ def test_reward_adapter_scores_and_logs():
     assert logged["rerank/identity"] == pytest.approx(1 / 3) and logged["rerank/unparseable"] == pytest.approx(1 / 3)
     assert logged["rerank/format_valid"] == pytest.approx(2 / 3)
     assert logged["rerank/rank_gain"] == pytest.approx((2 + 0 - 0) / 3)  # fallback keeps the pre-rank order
+    assert logged["rerank/input_order_tau"] == pytest.approx((1 / 3 + 1) / 2)  # parsed answers only
 
 
 def test_prefix_through_marks_the_reasoning_up_to_its_closing_tokens():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gr2.rerank_format import ParsedAnswer, format_answer, parse_answer
-from rl.rewards import score_answer
+from rl.rewards import input_order_tau, score_answer
 
 SIDS = [f"<|sid_begin|><s_a_{i}><|sid_end|>" for i in range(10)]
 
@@ -66,3 +66,9 @@ def test_bad_arguments():
         score_answer(answer(IDENTITY), 10)
     with pytest.raises(ValueError, match="unknown reward kind"):
         score_answer(answer(IDENTITY), 1, "greedy")  # type: ignore[arg-type]
+
+
+def test_input_order_tau_grades_how_much_of_the_input_order_is_kept():
+    assert input_order_tau([0, 1, 2, 3]) == 1.0 and input_order_tau([3, 2, 1, 0]) == -1.0
+    assert input_order_tau([1, 0, 2, 3]) == pytest.approx(1 - 2 * 1 / 6)  # one of six pairs swapped
+    assert input_order_tau([0]) == 1.0
