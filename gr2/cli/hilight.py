@@ -173,6 +173,41 @@ def _trained_against(actor_dir: Path) -> str | None:
     return json.loads(metrics.read_text()).get("solver") if metrics.is_file() else None
 
 
+@app.command("headroom")
+@friendly_errors
+def headroom_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list[str] = SetOption,
+                 split: str = typer.Option("valid", help="valid (before training an actor) or test."),
+                 max_users: int = typer.Option(1000, help="A seeded sample of the split's users whose target is a "
+                                                          "candidate; 0: all."),
+                 solver_model: str | None = typer.Option(None, help="Another solver than the recipe's.")) -> None:
+    """What emphasis could win with this solver: its answers with each single history item emphasised,
+    the oracle best item per user, the effect by position; RUN/hilight/headroom-[SOLVER-]SPLIT.{json,md,png}."""
+    import dataclasses
+
+    from hilight.headroom import measure_headroom, write_headroom
+    from hilight.solver import build_solver
+
+    if split not in ("valid", "test"):
+        raise DataError(f"--split must be valid or test, got {split!r}")
+    pipeline, config, out = _setup(recipe, run, set_)
+    run_dir = pipeline.layout.root
+    solver_config = config.solver if not solver_model else dataclasses.replace(config.solver, model=solver_model)
+    if solver_config.kind == "gr2":
+        _model(run_dir, solver_config.model)
+    examples = pipeline.examples(split, max_users, pipeline.recipe.seed, with_target=True)
+    tokenizer = _tokenizer(run_dir, config.actor.backbone)
+    solver = build_solver(solver_config, pipeline.catalog, run_dir)
+    try:
+        result = measure_headroom(examples, solver, pipeline.catalog, tokenizer, config.budget, progress=True)
+    finally:
+        solver.close()
+    name = f"headroom-{Path(solver_model).name}-{split}" if solver_model else f"headroom-{split}"
+    paths = write_headroom(result, out, name, f"Emphasis headroom on {pipeline.dataset.name} ({split}): each history "
+                           f"item emphasised alone, solver {solver_config.model}",
+                           extra={"solver": solver.name, "budget": dataclasses.asdict(config.budget)})
+    console.print(paths["md"].read_text(), markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command("apply")
 @friendly_errors
 def apply_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list[str] = SetOption,

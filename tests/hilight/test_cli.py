@@ -76,3 +76,18 @@ def test_a_typo_in_the_hilight_section_fails_at_load(tmp_path):
     result = CliRunner().invoke(app, ["hilight", "train", "--run", str(tmp_path),
                                       "--set", "hilight.training.lerning_rate=0.1"])
     assert result.exit_code == 2 and "hilight.training.lerning_rate: unknown key" in result.output
+
+
+def test_headroom_measures_single_item_emphasis_with_the_run_solver(hilight_run):
+    run, _ = hilight_run
+    result = CliRunner().invoke(app, ["hilight", "headroom", "--run", str(run), *SETS, "--split", "test",
+                                      "--max-users", "6"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "hilight" / "headroom-test.json").read_text())
+    summary = report["summary"]
+    assert summary["users"] == 6 and summary["solver calls"] > 6
+    assert summary["reward oracle worst item"] <= summary["reward none"] <= summary["reward oracle best item"]
+    assert report["rows"][0]["system"] == "latest item" and report["solver"].startswith("gr2:")
+    assert (run / "hilight" / "headroom-test.png").is_file() and "oracle" in result.output
+    bad = CliRunner().invoke(app, ["hilight", "headroom", "--run", str(run), *SETS, "--split", "train"])
+    assert bad.exit_code != 0 and "valid or test" in bad.output
