@@ -32,13 +32,14 @@ CURVES = {
     "rerank/identity": "identity-permutation rate",
     "rerank/rank_gain": "mean rank gain (positions)",
     "rerank/input_order_tau": "Kendall tau to the input order",
+    "rerank/identity_edge": "identity's reward minus the rollouts'",
     "dynamic_sampling/dropped_group_share": "groups dropped by dynamic sampling",
 }
 
 
 # GR2's reward-hacking monitors, drawn side by side for the reward variants (rl-reward-hacking.png)
 HACKING_PANELS = ("rerank/identity", "rerank/format_valid", "rerank/rank_gain")
-HACKING_PANELS_IF_LOGGED = ("rerank/input_order_tau",)  # runs before it was logged lack it
+HACKING_PANELS_IF_LOGGED = ("rerank/input_order_tau", "rerank/identity_edge")  # runs before it was logged lack it
 
 
 def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:

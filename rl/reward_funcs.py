@@ -2,9 +2,9 @@
 
 TRL calls a reward function with the prompts, the completions and every other dataset column
 (here ``candidate_sids`` and ``target_index``); it returns one float per completion. The same
-call logs the step's format-valid rate, identity-permutation rate, mean rank gain and Kendall tau to
-the input order through
-TRL's ``log_metric`` hook, so they appear in the trainer's log history beside the loss.
+call logs the step's format-valid rate, identity-permutation rate, mean rank gain, Kendall tau to
+the input order and the identity's edge (what copying the input would have earned, minus the rollouts'
+reward) through TRL's ``log_metric`` hook, so they appear in the trainer's log history beside the loss.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gr2.rerank_format import parse_answer
+from gr2.rerank_format import ParsedAnswer, parse_answer
 from rl.rewards import RewardKind, score_answer
 
 
@@ -46,4 +46,9 @@ class RerankReward:
             taus = [s.input_order_tau for s in scored if not s.unparseable]
             if taus:
                 log_metric("rerank/input_order_tau", float(np.mean(taus)))
+            # the incentive to copy: what the input order would have earned on the same prompts, minus what
+            # the rollouts earned (> 0: copying beats the policy's own answers under this reward)
+            copied = [score_answer(ParsedAnswer(list(range(len(sids))), valid=True), int(t), self.kind,
+                                   self.alpha).reward for sids, t in zip(candidate_sids, target_index, strict=True)]
+            log_metric("rerank/identity_edge", float(np.mean(copied) - np.mean([s.reward for s in scored])))
         return [s.reward for s in scored]

@@ -29,6 +29,7 @@ def test_reward_adapter_scores_and_logs():
     assert logged["rerank/format_valid"] == pytest.approx(2 / 3)
     assert logged["rerank/rank_gain"] == pytest.approx((2 + 0 - 0) / 3)  # fallback keeps the pre-rank order
     assert logged["rerank/input_order_tau"] == pytest.approx((1 / 3 + 1) / 2)  # parsed answers only
+    assert logged["rerank/identity_edge"] == pytest.approx(0.0 - (0.7 + 0.0 - 1.0) / 3)  # copying earns 0 here
 
 
 def test_prefix_through_marks_the_reasoning_up_to_its_closing_tokens():
