@@ -57,10 +57,10 @@ def compare_reward_curves(runs: dict[str, Path], out_dir: Path) -> list[Path]:
         if len(series) >= 2:
             paths.append(line_chart(Path(out_dir) / f"rl-{key.replace('/', '-')}.png", series,
                                     f"RL rewards compared: {label}", ylabel=label))
-    panels = {CURVES[key]: {name: (c[CURVES[key]]["step"], c[CURVES[key]]["value"]) for name, c in curves.items()
-                            if c.get(CURVES[key])} for key in HACKING_PANELS + HACKING_PANELS_IF_LOGGED}
-    panels = {label: series for label, series in panels.items()
-              if series or label not in {CURVES[key] for key in HACKING_PANELS_IF_LOGGED}}
+    labels = [CURVES[key] for key in HACKING_PANELS] + [
+        CURVES[key] for key in HACKING_PANELS_IF_LOGGED if any(c.get(CURVES[key]) for c in curves.values())]
+    panels = {label: {name: (c[label]["step"], c[label]["value"]) for name, c in curves.items() if c.get(label)}
+              for label in labels}
     if len(curves) >= 2 and all(panels.values()):
         paths.append(panel_chart(Path(out_dir) / "rl-reward-hacking.png", panels,
                                  "Reward hacking: " + " vs ".join(curves) + " (per RL step)"))
