@@ -17,7 +17,7 @@ from gr2.reranker import GenerationSettings
 from hilight.spans import Budget, Granularity
 
 # every emphasis method hilight.methods builds (kept here so that loading a recipe imports no torch)
-BASELINES = ("none", "random", "recency", "similarity", "prompt")
+BASELINES = ("none", "random", "recency", "similarity", "cited", "prompt")
 METHODS = (*BASELINES, "hilight")
 
 

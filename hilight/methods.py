@@ -5,6 +5,9 @@
 - ``recency``: the most recent items (the pre-ranker's own prior: recent items predict the next).
 - ``similarity``: the history items whose content embeddings are closest to the candidates (the
   largest cosine similarity to any candidate), the obvious unsupervised evidence finder.
+- ``cited``: the history items the leak-free heuristic teacher cites for its top picks (exactly what the
+  SFT prompts wrapped in tags), then the others by their strongest co-occurrence with a candidate: the
+  tags the solver was taught to read, so the probe of whether informative emphasis moves it at all.
 - ``prompt``: no tags; an instruction asks the solver to find and weigh the evidence itself.
 - ``hilight``: the trained actor (``EmphasisActor.apply``).
 
@@ -80,6 +83,24 @@ class Similarity(Method):
         return out
 
 
+class TeacherCited(Method):
+    name = "cited"
+
+    def __init__(self, budget: Budget, teacher):  # noqa: ANN001 - a gr2.teachers.HeuristicTeacher
+        self.budget, self.teacher = budget, teacher
+
+    def __call__(self, examples: Sequence[RerankExample], layouts: Sequence[HistoryLayout]) -> list[Emphasis]:
+        out = []
+        for ex, layout in zip(examples, layouts, strict=True):
+            # the teacher's own reply (greedy at its recipe temperature; never shown the target) and its evidence
+            reply = self.teacher.reply(ex, [], reveal_target=False, rng=np.random.default_rng(0))
+            _, cooc = self.teacher.evidence_matrix(ex)
+            strength = cooc.max(axis=1) if cooc.size else np.zeros(len(ex.history))
+            rest = [int(i) for i in np.argsort(-strength, kind="stable") if int(i) not in reply.evidence]
+            out.append(Emphasis(choose_spans(layout, [*reply.evidence, *rest], self.budget, "items")))
+        return out
+
+
 class PromptOnly(Method):
     name = "prompt"
 
@@ -103,8 +124,10 @@ class ActorMethod(Method):
 
 def build_methods(names: Sequence[str], budget: Budget, granularity: Granularity = "items", window: int = 6,
                   seed: int = 0, embeddings: np.ndarray | None = None, actor=None,  # noqa: ANN001
-                  catalog: ItemCatalog | None = None, decode: str = "top") -> dict[str, Method]:
-    """The named methods, in order; ``similarity`` needs item ``embeddings``, ``hilight`` an ``actor``."""
+                  catalog: ItemCatalog | None = None, decode: str = "top",
+                  teacher=None) -> dict[str, Method]:  # noqa: ANN001
+    """The named methods, in order; ``similarity`` needs item ``embeddings``, ``cited`` the heuristic
+    ``teacher``, ``hilight`` an ``actor``."""
     out: dict[str, Method] = {}
     for name in names:
         if name == "none":
@@ -117,6 +140,10 @@ def build_methods(names: Sequence[str], budget: Budget, granularity: Granularity
             if embeddings is None:
                 raise ValueError("the similarity baseline needs item embeddings (gr2 data embed)")
             out[name] = Similarity(budget, embeddings)
+        elif name == "cited":
+            if teacher is None:
+                raise ValueError("the cited baseline needs the run's heuristic teacher")
+            out[name] = TeacherCited(budget, teacher)
         elif name == "prompt":
             out[name] = PromptOnly(budget)
         elif name == "hilight":

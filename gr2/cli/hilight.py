@@ -148,7 +148,7 @@ def eval_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: li
     tokenizer = loaded.tokenizer if loaded is not None else _tokenizer(run_dir, config.actor.backbone)
     embeddings = embed_items(pipeline.dataset, show_progress=False).vectors if "similarity" in names else None
     table = build_methods(names, config.budget, config.actor.granularity, config.actor.window, config.training.seed,
-                          embeddings, loaded, pipeline.catalog, config.eval.decode)
+                          embeddings, loaded, pipeline.catalog, config.eval.decode, _teacher(pipeline, names))
     recall = load_candidate_summary(pipeline.layout.ranker)["recall"]
     if solver_config.kind == "gr2":
         _model(run_dir, solver_config.model)  # a clear error before an engine starts
@@ -166,6 +166,16 @@ def eval_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: li
             console.print(result["paths"]["md"].read_text(), markup=False, highlight=False, soft_wrap=True)
     finally:
         solver.close()
+
+
+def _teacher(pipeline, names: list[str]):  # noqa: ANN001, ANN202
+    """The run's leak-free heuristic teacher (recipe ``traces.heuristic``) when the ``cited`` baseline is asked for:
+    valid and test examples read the co-occurrence of all train sequences, as served prompts do."""
+    if "cited" not in names:
+        return None
+    from gr2.teachers import HeuristicTeacher
+
+    return HeuristicTeacher(pipeline.catalog, pipeline.cooccurrence, pipeline.recipe.traces.heuristic)
 
 
 def _trained_against(actor_dir: Path) -> str | None:
@@ -213,7 +223,7 @@ def headroom_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_
 def apply_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: list[str] = SetOption,
               split: str = typer.Option("test", help="train, valid or test."),
               limit: int = typer.Option(5, help="Examples to show (a seeded sample of those with the target listed)."),
-              method: str = typer.Option("hilight", help="hilight or a baseline (random, recency, similarity)."),
+              method: str = typer.Option("hilight", help="hilight or a baseline (random, recency, similarity, cited)."),
               actor: Path | None = typer.Option(None, help="Actor directory (default: RUN/hilight/actor)."),
               out_file: Path | None = typer.Option(None, "--out", help="Also write the emphasised prompts as JSONL.")
               ) -> None:
@@ -237,7 +247,8 @@ def apply_cmd(recipe: Path = RecipeOption, run: Path | None = RunOption, set_: l
     tokenizer = loaded.tokenizer if loaded is not None else _tokenizer(pipeline.layout.root, config.actor.backbone)
     embeddings = embed_items(pipeline.dataset, show_progress=False).vectors if method == "similarity" else None
     chosen = build_methods([method], config.budget, config.actor.granularity, config.actor.window,
-                           config.training.seed, embeddings, loaded, pipeline.catalog, config.eval.decode)[method]
+                           config.training.seed, embeddings, loaded, pipeline.catalog, config.eval.decode,
+                           _teacher(pipeline, [method]))[method]
     examples = pipeline.examples(split, limit, pipeline.recipe.seed, with_target=True)
     layouts = [HistoryLayout.for_example(tokenizer, pipeline.catalog, ex) for ex in examples]
     records = []

@@ -35,14 +35,15 @@ def test_eval_compares_every_method_with_no_emphasis_on_the_same_users(hilight_r
     for split in ("valid", "test"):
         report = json.loads((run / "hilight" / "eval" / f"eval-{split}.json").read_text())
         rows = {r["system"]: r for r in report["rows"]}
-        assert list(rows) == ["pre-rank (no solver)", "none", "random", "recency", "similarity", "prompt", "hilight"]
+        assert list(rows) == ["pre-rank (no solver)", "none", "random", "recency", "similarity", "cited", "prompt",
+                              "hilight"]
         assert {r["users"] for r in rows.values()} == {12}  # a seeded 12 of the 50 users with the target listed
         assert rows["none"].get("changed vs none") is None and rows["prompt"]["spans/example"] == 0
-        for name in ("random", "recency", "similarity", "hilight"):
+        for name in ("random", "recency", "similarity", "cited", "hilight"):
             assert 0 < rows[name]["kept share"] <= 0.25 and 1 <= rows[name]["spans/example"] <= 5
             assert 0 <= rows[name]["changed vs none"] <= 1 and "[" in rows[name]["NDCG@5 vs none (95% CI)"]
         assert "[" in rows["hilight"]["NDCG@5 vs random (95% CI)"]
-        assert set(report["sensitivity"]) == {"random", "recency", "similarity", "prompt", "hilight"}
+        assert set(report["sensitivity"]) == {"random", "recency", "similarity", "cited", "prompt", "hilight"}
         answers = (run / "hilight" / "eval" / f"eval-{split}-answers.jsonl").read_text().splitlines()
         assert len(answers) == 12 and set(json.loads(answers[0])["methods"]) == set(rows) - {"pre-rank (no solver)"}
         assert (run / "hilight" / "eval" / f"eval-{split}.png").is_file()
